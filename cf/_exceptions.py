@@ -1,0 +1,142 @@
+"""The one exception hierarchy, shared by the async and the sync client.
+
+```
+HTTPAioException                 (HTTPException is the same class)
+├── HTTPAioStatusError           final response status in failure_statuses; .response
+├── HTTPAioTransportError        connect / read / write / protocol failure; __cause__ is httpx's
+│   └── HTTPAioTimeoutError      any timeout, the deadline included
+└── OAuthError                   token endpoint failure; .error, .error_description (RFC 6749 5.2)
+```
+
+Every instance carries `.method`, `.url` (already redacted), `.status`,
+`.response`, `.attempts`, `.trace_id` and `.retry_budget_exhausted`, and
+`str(e)` states them in one line. The sync names (`HTTPException`,
+`HTTPStatusError`, ...) are aliases of the same classes, so one `except`
+clause serves both modes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cf._redact import redact_url
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = [
+    "HTTPAioException",
+    "HTTPAioStatusError",
+    "HTTPAioTimeoutError",
+    "HTTPAioTransportError",
+    "HTTPException",
+    "HTTPStatusError",
+    "HTTPTimeoutError",
+    "HTTPTransportError",
+    "OAuthError",
+]
+
+
+class HTTPAioException(Exception):
+    """Base class of every error the cf clients raise (not of bad-argument errors)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str = "",
+        url: str | httpx.URL = "",
+        status: int | None = None,
+        response: httpx.Response | None = None,
+        attempts: int = 0,
+        trace_id: str | None = None,
+        retry_budget_exhausted: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.method = method
+        self.url = redact_url(url) if url else ""
+        self.response = response
+        self.status = status if status is not None else (response.status_code if response else None)
+        self.attempts = attempts
+        self.trace_id = trace_id
+        self.retry_budget_exhausted = retry_budget_exhausted
+
+    def __str__(self) -> str:
+        parts = [f"{self.method} {self.url}".strip() + ":" if self.method else "", self.message]
+        if self.status is not None:
+            parts.append(f"(status {self.status})")
+        if self.attempts:
+            parts.append(f"after {self.attempts} attempt{'s' if self.attempts != 1 else ''}")
+        if self.retry_budget_exhausted:
+            parts.append("retry budget exhausted")
+        if self.trace_id:
+            parts.append(f"trace_id={self.trace_id}")
+        return " ".join(p for p in parts if p)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Exceptions with keyword-only arguments do not pickle by default.
+        return (_rebuild, (type(self), self.message, self.__dict__))
+
+
+def _rebuild(
+    cls: type[HTTPAioException], message: str, state: dict[str, object]
+) -> HTTPAioException:
+    exc = cls.__new__(cls)
+    Exception.__init__(exc, message)
+    exc.__dict__.update(state)
+    return exc
+
+
+class HTTPAioStatusError(HTTPAioException):
+    """The last attempt's response had a status in `failure_statuses`; see `.response`."""
+
+    response: httpx.Response
+
+
+class HTTPAioTransportError(HTTPAioException):
+    """The request failed below HTTP: connect, read, write or protocol error.
+
+    `__cause__` is the httpx exception.
+    """
+
+
+class HTTPAioTimeoutError(HTTPAioTransportError):
+    """A timeout: connect, read, write, pool, or the call's `deadline`."""
+
+
+class OAuthError(HTTPAioException):
+    """The token endpoint failed or answered something unusable.
+
+    `.error` and `.error_description` follow RFC 6749 section 5.2 when the
+    endpoint sent an error response; `__cause__` holds the underlying failure.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        error: str | None = None,
+        error_description: str | None = None,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.error = error
+        self.error_description = error_description
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if self.error:
+            detail = f"{self.error}: {self.error_description}" if self.error_description else self.error
+            text = f"{text} [{detail}]"
+        return text
+
+
+# The sync names: the same classes.
+HTTPException = HTTPAioException
+HTTPStatusError = HTTPAioStatusError
+HTTPTransportError = HTTPAioTransportError
+HTTPTimeoutError = HTTPAioTimeoutError

@@ -1,0 +1,5 @@
+"""W3C Trace Context for outgoing calls: `TraceInfo`."""
+
+from cf._trace import TraceInfo
+
+__all__ = ["TraceInfo"]
