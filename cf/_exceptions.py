@@ -63,8 +63,8 @@ class HTTPAioException(Exception):
         self.retry_budget_exhausted = retry_budget_exhausted
 
     def __str__(self) -> str:
-        parts = [f"{self.method} {self.url}".strip() + ":" if self.method else "", self.message]
-        if self.status is not None:
+        parts = [f"{self.method} {self.url}:" if self.method else "", self.message]
+        if self.status is not None and f"status {self.status}" not in self.message:
             parts.append(f"(status {self.status})")
         if self.attempts:
             parts.append(f"after {self.attempts} attempt{'s' if self.attempts != 1 else ''}")

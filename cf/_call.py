@@ -1,0 +1,323 @@
+"""One call, planned: the request built once, and everything the retry loop needs.
+
+Shared by both modes. The loops in `cf/_async/_send.py` (and its generated
+twin) only send, read, sleep and log; the decisions and the error values come
+from here and from `cf._backoff`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import ssl
+import time
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypedDict
+
+import httpx
+
+from cf._backoff import Failure, RetryBudget, RetryEvent, RetryPolicy, Stop
+from cf._exceptions import (
+    HTTPAioException,
+    HTTPAioStatusError,
+    HTTPAioTimeoutError,
+    HTTPAioTransportError,
+)
+from cf._options import (
+    ENGINE_OPTIONS,
+    UNSET,
+    Defaults,
+    check_deadline,
+    check_headers,
+    check_timeout,
+    check_url,
+    make_policy,
+)
+from cf._redact import redact_url
+from cf._trace import TraceInfo, otel_headers
+
+__all__ = ["CLIENT_OPTIONS", "Call", "ClientOptions", "RequestOptions", "classify", "plan_call"]
+
+
+class RequestOptions(TypedDict, total=False):
+    """Keyword arguments every request method takes (all optional)."""
+
+    content: str | bytes | Iterable[bytes] | AsyncIterable[bytes] | None
+    data: Mapping[str, Any] | None
+    files: Any
+    json: Any
+    params: Any
+    headers: Any
+    cookies: Any
+    auth: Any
+    follow_redirects: bool
+    timeout: float | httpx.Timeout | None
+    extensions: dict[str, Any] | None
+    retries: int
+    failure_statuses: Iterable[int]
+    backoff_base: float
+    backoff_max: float
+    max_retry_after: float
+    respect_retry_after: bool
+    retry_non_idempotent: bool
+    retry_policy: RetryPolicy
+    deadline: float | None
+    trace: TraceInfo | None
+    on_retry: Callable[[RetryEvent], object] | None
+    base_url: str | httpx.URL
+    verify: ssl.SSLContext | str | bool
+    cert: Any
+    http2: bool
+    proxy: Any
+    transport: Any
+    trust_env: bool
+
+
+class ClientOptions(TypedDict, total=False):
+    """Keyword arguments of `create()` / `create_pool()`: the defaults of every call."""
+
+    timeout: float | httpx.Timeout | None
+    retries: int
+    failure_statuses: Iterable[int]
+    backoff_base: float
+    backoff_max: float
+    max_retry_after: float
+    respect_retry_after: bool
+    retry_non_idempotent: bool
+    retry_policy: RetryPolicy
+    retry_budget: RetryBudget | None
+    deadline: float | None
+    trace: TraceInfo | None
+    on_retry: Callable[[RetryEvent], object] | None
+    headers: Any
+    params: Any
+    cookies: Any
+    auth: Any
+    base_url: str | httpx.URL
+    follow_redirects: bool
+    max_redirects: int
+    event_hooks: Mapping[str, list[Callable[..., Any]]] | None
+    default_encoding: str | Callable[[bytes], str]
+    verify: ssl.SSLContext | str | bool
+    cert: Any
+    http2: bool
+    proxy: Any
+    transport: Any
+    trust_env: bool
+    limits: httpx.Limits
+    clock: Callable[[], float]
+    sleep: Callable[[float], Any]
+    random: Callable[[], float]
+
+
+_KNOWN = frozenset(RequestOptions.__annotations__)
+CLIENT_OPTIONS = frozenset(ClientOptions.__annotations__)
+_BUILD = ("content", "data", "files", "json", "params", "headers", "cookies", "extensions")
+_REPLAYABLE_STREAMS = (httpx.ByteStream,)
+
+
+@dataclass(slots=True)
+class Call:
+    """A planned call: one request, sent up to `policy.max_attempts` times."""
+
+    method: str
+    request: httpx.Request
+    policy: RetryPolicy
+    timeout: httpx.Timeout
+    deadline: float | None
+    trace: TraceInfo | None
+    on_retry: Callable[[RetryEvent], object] | None
+    budget: RetryBudget | None
+    follow_redirects: Any
+    auth: Any
+    replayable: bool
+    idempotency_key: bool
+    engine_key: tuple[tuple[str, Any], ...] | None
+    clock: Callable[[], float]
+    random: Callable[[], float]
+    started: float = 0.0
+    attempts: int = 0
+    trace_id: str | None = None
+
+    @property
+    def url(self) -> str:
+        return redact_url(self.request.url)
+
+    def remaining(self) -> float | None:
+        """Seconds the deadline has left (None: no deadline)."""
+        if self.deadline is None:
+            return None
+        return self.deadline - (self.clock() - self.started)
+
+    def start_attempt(self) -> None:
+        """Before each attempt: attempt timeouts and a fresh trace parent id."""
+        self.attempts += 1
+        request = self.request
+        timeout = self.timeout
+        remaining = self.remaining()
+        if remaining is not None:
+            timeout = httpx.Timeout(
+                connect=_shrink(timeout.connect, remaining),
+                read=_shrink(timeout.read, remaining),
+                write=_shrink(timeout.write, remaining),
+                pool=_shrink(timeout.pool, remaining),
+            )
+            request.extensions["timeout"] = timeout.as_dict()
+        if self.trace is not None:
+            child = self.trace.child()
+            request.headers["traceparent"] = child.traceparent
+            self.trace_id = child.trace_id
+        elif self.attempts == 1:
+            injected = otel_headers()
+            if injected:
+                request.headers.update(injected)
+                parent = injected.get("traceparent", "")
+                self.trace_id = parent[3:35] or None
+
+    # Errors, each stating method, redacted URL, attempts and trace id.
+    def status_error(self, response: httpx.Response, stop: Stop | None) -> HTTPAioStatusError:
+        return HTTPAioStatusError(
+            f"status {response.status_code}"
+            + (f" ({stop.value})" if stop not in (None, Stop.ATTEMPTS_EXHAUSTED) else ""),
+            **self._details(stop),
+            response=response,
+        )
+
+    def transport_error(self, exc: Exception, stop: Stop | None) -> HTTPAioException:
+        cls: type[HTTPAioException] = HTTPAioException
+        if isinstance(exc, httpx.TimeoutException):
+            cls = HTTPAioTimeoutError
+        elif isinstance(exc, httpx.TransportError):
+            cls = HTTPAioTransportError
+        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if stop not in (None, Stop.ATTEMPTS_EXHAUSTED, Stop.NOT_RETRYABLE):
+            reason += f" ({stop.value})"
+        return cls(reason, **self._details(stop))
+
+    def deadline_error(self) -> HTTPAioTimeoutError:
+        return HTTPAioTimeoutError(
+            f"deadline of {self.deadline:g}s exceeded", **self._details(None)
+        )
+
+    def _details(self, stop: Stop | None) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "url": self.request.url,
+            "attempts": self.attempts,
+            "trace_id": self.trace_id,
+            "retry_budget_exhausted": stop is Stop.BUDGET,
+        }
+
+    def retry_event(
+        self, delay: float, status: int | None, exc: BaseException | None
+    ) -> RetryEvent:
+        return RetryEvent(
+            method=self.method,
+            url=self.url,
+            attempt=self.attempts,
+            max_attempts=self.policy.max_attempts,
+            status=status,
+            exception=exc,
+            delay=delay,
+            trace_id=self.trace_id,
+        )
+
+    def log_retry(self, logger: logging.Logger, event: RetryEvent) -> None:
+        reason = (
+            f"status {event.status}" if event.status is not None
+            else type(event.exception).__name__
+        )
+        logger.warning(
+            "retrying %s %s after attempt %d/%d failed (%s) in %.3fs trace_id=%s",
+            event.method, event.url, event.attempt, event.max_attempts, reason,
+            event.delay, event.trace_id,
+            extra={
+                "method": event.method,
+                "url": event.url,
+                "attempt": event.attempt,
+                "max_attempts": event.max_attempts,
+                "reason": reason,
+                "delay": event.delay,
+                "trace_id": event.trace_id,
+            },
+        )
+
+
+def _shrink(value: float | None, remaining: float) -> float:
+    return max(min(value, remaining) if value is not None else remaining, 0.001)
+
+
+def classify(exc: Exception) -> Failure | None:
+    """Where a transport failure happened; None: not a failure we ever retry."""
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
+        return Failure.NOT_SENT
+    if isinstance(
+        exc,
+        (httpx.ReadTimeout, httpx.WriteTimeout, httpx.ReadError, httpx.WriteError,
+         httpx.RemoteProtocolError, httpx.CloseError),
+    ):
+        return Failure.SENT
+    return None
+
+
+def plan_call(
+    client: httpx.AsyncClient | httpx.Client,
+    defaults: Defaults,
+    method: str,
+    url: httpx.URL | str,
+    options: Mapping[str, Any],
+) -> Call:
+    """Validate a call's options and build its request; raises before any I/O."""
+    unknown = options.keys() - _KNOWN
+    if unknown:
+        raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
+    if not isinstance(method, str) or not method.isascii() or not method.isalpha():
+        raise ValueError(f"invalid HTTP method {method!r}")
+    method = method.upper()
+    get = options.get
+    base_url = get("base_url", UNSET)
+    target = check_url(url, client.base_url if base_url is UNSET else httpx.URL(base_url))
+    policy = make_policy(defaults.policy, options) if options else defaults.policy
+    timeout = defaults.timeout
+    if "timeout" in options:
+        timeout = check_timeout(options["timeout"])
+    deadline = defaults.deadline
+    if "deadline" in options:
+        deadline = check_deadline(options["deadline"])
+    trace = get("trace", defaults.trace)
+    if trace is not None and not isinstance(trace, TraceInfo):
+        raise TypeError(f"trace must be a TraceInfo, not {type(trace).__name__}")
+    on_retry = get("on_retry", defaults.on_retry)
+    if on_retry is not None and not callable(on_retry):
+        raise TypeError("on_retry must be callable")
+    build = {k: options[k] for k in _BUILD if k in options}
+    if "headers" in build:
+        build["headers"] = check_headers(build["headers"])
+    try:
+        request = client.build_request(method, target, timeout=timeout, **build)
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"invalid URL {str(url)!r}: {exc}") from None
+    engine = tuple((k, options[k]) for k in ENGINE_OPTIONS if k in options)
+    return Call(
+        method=method,
+        request=request,
+        policy=policy,
+        timeout=timeout,
+        deadline=deadline,
+        trace=trace,
+        on_retry=on_retry,
+        budget=defaults.budget,
+        follow_redirects=get("follow_redirects", httpx.USE_CLIENT_DEFAULT),
+        auth=get("auth", httpx.USE_CLIENT_DEFAULT),
+        replayable=isinstance(request.stream, _REPLAYABLE_STREAMS) or _is_multipart(request),
+        idempotency_key="idempotency-key" in request.headers,
+        engine_key=engine or None,
+        clock=defaults.clock or time.monotonic,
+        random=defaults.random or random.random,
+    )
+
+
+def _is_multipart(request: httpx.Request) -> bool:
+    # httpx's multipart stream re-reads (and seeks) its files on every iteration.
+    return type(request.stream).__name__ == "MultipartStream"
