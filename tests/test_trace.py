@@ -1,0 +1,809 @@
+"""W3C Trace Context: `TraceInfo` construction, parsing (W3C and B3) and `otel_headers`."""
+
+from __future__ import annotations
+
+import dataclasses
+import email.message
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import multidict
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from starlette.datastructures import Headers as StarletteHeaders
+
+import cf._trace
+import cf.infrastructure.tracer
+from cf._trace import TraceInfo, otel_headers
+
+TID = "0af7651916cd43dd8448eb211c80319c"
+SID = "b7ad6b7169203331"
+TP = f"00-{TID}-{SID}-01"
+TP_UNSAMPLED = f"00-{TID}-{SID}-00"
+B3_TID = "80f198ee56343ba864fe8b2a57d3eff7"
+B3_SID = "e457b5a2e4d86bd1"
+B3_TID16 = "a3ce929d0e0e4736"
+
+fast = settings(max_examples=60, deadline=None)
+
+
+def test_public_names() -> None:
+    assert cf.infrastructure.tracer.__all__ == ["TraceInfo"]
+    assert cf.infrastructure.tracer.TraceInfo is TraceInfo
+    assert sorted(cf._trace.__all__) == ["TraceInfo", "otel_headers"]
+
+
+# --- traceparent -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param(TP, (TID, SID, True, 1), id="sampled"),
+        pytest.param(TP_UNSAMPLED, (TID, SID, False, 0), id="not-sampled"),
+        pytest.param(f"00-{TID}-{SID}-03", (TID, SID, True, 3), id="random-flag-kept"),
+        pytest.param(f"00-{TID}-{SID}-02", (TID, SID, False, 2), id="random-not-sampled"),
+        pytest.param(f"00-{TID}-{SID}-ff", (TID, SID, True, 3), id="unknown-flags-dropped"),
+        pytest.param(f"00-{TID}-{SID}-08", (TID, SID, False, 0), id="unknown-flag-only"),
+        pytest.param(f"  {TP}\t ", (TID, SID, True, 1), id="surrounding-whitespace"),
+        pytest.param(f"01-{TID}-{SID}-01", (TID, SID, True, 1), id="v01-exactly-55"),
+        pytest.param(f"01-{TID}-{SID}-01-extra-fields", (TID, SID, True, 1), id="v01-extra"),
+        pytest.param(f"fe-{TID}-{SID}-00-", (TID, SID, False, 0), id="vfe-trailing-dash"),
+        pytest.param(f"cc-{TID}-{SID}-01-x ", (TID, SID, True, 1), id="vcc-extra-whitespace"),
+        pytest.param(
+            f"00-{'0' * 31}1-{'0' * 15}1-01",
+            ("0" * 31 + "1", "0" * 15 + "1", True, 1),
+            id="ids-almost-zero",
+        ),
+    ],
+)
+def test_traceparent_valid(value: str, expected: tuple[str, str, bool, int]) -> None:
+    info = TraceInfo.from_headers({"traceparent": value})
+    assert info is not None
+    assert (info.trace_id, info.span_id, info.sampled, info.flags) == expected
+    assert info.tracestate is None
+    assert info.traceparent == f"00-{expected[0]}-{expected[1]}-{expected[3]:02x}"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param(TP[:-1], id="length-54"),
+        pytest.param(TP + "0", id="length-56"),
+        pytest.param(TP + "-", id="v00-trailing-dash"),
+        pytest.param(TP + "-extra", id="v00-extra-field"),
+        pytest.param("", id="empty"),
+        pytest.param(" \t ", id="blank"),
+        pytest.param(TP.upper(), id="all-uppercase"),
+        pytest.param(f"00-{TID.upper()}-{SID}-01", id="uppercase-trace-id"),
+        pytest.param(f"00-{TID}-{SID.upper()}-01", id="uppercase-span-id"),
+        pytest.param(f"00-{TID}-{SID}-0A", id="uppercase-flags"),
+        pytest.param(f"0A-{TID}-{SID}-01", id="uppercase-version"),
+        pytest.param(f"00-{'0' * 32}-{SID}-01", id="zero-trace-id"),
+        pytest.param(f"00-{TID}-{'0' * 16}-01", id="zero-span-id"),
+        pytest.param(f"ff-{TID}-{SID}-01", id="version-ff"),
+        pytest.param(f"ff-{TID}-{SID}-01-extra", id="version-ff-extra"),
+        pytest.param(f"01-{TID}-{SID}-01x", id="v01-junk-after-flags"),
+        pytest.param(f"01-{TID}-{SID}-01{SID}", id="v01-hex-after-flags"),
+        pytest.param(f"01-{TID}-{SID}-0", id="v01-short"),
+        pytest.param(f"01-{TID}-{SID}-01,01-{TID}-{SID}-01", id="v01-comma-joined"),
+        pytest.param(f"01-{TID}-{SID}-01-x,y", id="v01-comma-in-extra"),
+        pytest.param(f"{TP},{TP}", id="comma-joined"),
+        pytest.param(f"{TP}, {TP}", id="comma-space-joined"),
+        pytest.param(f"{TP}\n", id="trailing-newline"),
+        pytest.param(f"\r\n{TP}", id="leading-crlf"),
+        pytest.param(f"00-{TID[:-1]}g-{SID}-01", id="non-hex"),
+        pytest.param(f"00_{TID}_{SID}_01", id="wrong-separator"),
+        pytest.param(f"00-{TID}{SID}-01-aa", id="misplaced-dashes"),
+        pytest.param(f"0-{TID}-{SID}-01a", id="short-version"),
+        pytest.param(f"00-{TID[:-1]}\u0660-{SID}-01", id="non-ascii-digit"),
+        pytest.param(f"00-{TID}-{SID}-\uff10\uff11", id="fullwidth-digits"),
+    ],
+)
+def test_traceparent_invalid(value: str) -> None:
+    assert TraceInfo.from_headers({"traceparent": value}) is None
+    assert TraceInfo.from_headers({"traceparent": value, "tracestate": "a=1"}) is None
+
+
+def test_two_traceparent_fields_invalid() -> None:
+    assert TraceInfo.from_headers([("traceparent", TP), ("traceparent", TP)]) is None
+    assert TraceInfo.from_headers(httpx.Headers([("traceparent", TP), ("Traceparent", TP)])) is None
+    assert TraceInfo.from_headers({"traceparent": TP, "TraceParent": TP}) is None
+
+
+def test_invalid_traceparent_does_not_fall_back_to_b3() -> None:
+    headers = {"traceparent": TP[:-1], "b3": f"{B3_TID}-{B3_SID}-1"}
+    assert TraceInfo.from_headers(headers) is None
+
+
+def test_traceparent_wins_over_b3() -> None:
+    info = TraceInfo.from_headers({"b3": f"{B3_TID}-{B3_SID}-0", "traceparent": TP})
+    assert info is not None
+    assert (info.trace_id, info.span_id, info.sampled) == (TID, SID, True)
+
+
+# --- tracestate ------------------------------------------------------------------------------
+
+
+def _members(count: int, size: int = 5, prefix: str = "k") -> list[str]:
+    """`count` distinct members of exactly `size` characters each."""
+    out = []
+    for i in range(count):
+        key = f"{prefix}{i}"
+        out.append(f"{key}={'v' * (size - len(key) - 1)}")
+    return out
+
+
+M128 = "big=" + "x" * 124  # 128 characters: not "long"
+M129 = "big=" + "x" * 125
+M200 = "huge=" + "x" * 195
+KEY256 = "k" * 256
+VALUE256 = "v" * 255 + "!"
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        pytest.param([], None, id="absent"),
+        pytest.param(["congo=t61rcWkgMzE"], "congo=t61rcWkgMzE", id="single"),
+        pytest.param(["a=1", "b=2", "c=3"], "a=1,b=2,c=3", id="fields-joined-in-order"),
+        pytest.param(["a=1,b=2", "c=3"], "a=1,b=2,c=3", id="lists-joined"),
+        pytest.param(["a=1 ,\tb=2 , c=3"], "a=1,b=2,c=3", id="ows-around-commas"),
+        pytest.param([" \ta=1\t "], "a=1", id="ows-around-value"),
+        pytest.param([",a=1,,, b=2,"], "a=1,b=2", id="empty-members"),
+        pytest.param(["", "a=1", ""], "a=1", id="empty-fields"),
+        pytest.param([""], None, id="empty"),
+        pytest.param([" , ,\t,"], None, id="only-empty-members"),
+        pytest.param(["a=1,b=2,a=3"], "a=1,b=2", id="duplicate-key-keeps-first"),
+        pytest.param(["a=1", "a=2"], "a=1", id="duplicate-across-fields"),
+        pytest.param(["a=1,A=2,B=3"], "a=1", id="uppercase-key"),
+        pytest.param(["_a=1,-a=2,*a=3,/a=4,@a=5,a=6"], "a=6", id="key-bad-first-char"),
+        pytest.param(["1a=1"], "1a=1", id="key-starts-with-digit"),
+        pytest.param(["a_-*/z=1"], "a_-*/z=1", id="key-special-chars"),
+        pytest.param(["tenant@sys=1"], "tenant@sys=1", id="multi-tenant-key"),
+        pytest.param(["0tenant@sys=1"], "0tenant@sys=1", id="multi-tenant-digit-tenant"),
+        pytest.param(["a@b@c=1,x@=2"], "a@b@c=1,x@=2", id="level2-at-anywhere"),
+        pytest.param(["a.b=1,a b=2,a%b=3,é=4"], None, id="key-bad-chars"),
+        pytest.param([f"{KEY256}=1"], f"{KEY256}=1", id="key-256"),
+        pytest.param([f"{KEY256}k=1,b=2"], "b=2", id="key-257"),
+        pytest.param(["=1,b=2"], "b=2", id="empty-key"),
+        pytest.param(["a=,b=2"], "b=2", id="empty-value"),
+        pytest.param(["a,b=2"], "b=2", id="no-equals"),
+        pytest.param(["a=b=c,d=e"], "d=e", id="equals-in-value"),
+        pytest.param(["a= b"], "a= b", id="value-leading-space"),
+        pytest.param(["a=x y"], "a=x y", id="value-inner-space"),
+        pytest.param(
+            ["a=!\"#$%&'()*+-./:;<>?@[\\]^_`{|}~"],
+            "a=!\"#$%&'()*+-./:;<>?@[\\]^_`{|}~",
+            id="value-punctuation",
+        ),
+        pytest.param(["a=x\x7f,b=2"], "b=2", id="value-del"),
+        pytest.param(["a=x\x01,b=2"], "b=2", id="value-control"),
+        pytest.param(["a=x\ty,b=2"], "b=2", id="value-inner-tab"),
+        pytest.param(["a=caf\u00e9,b=2"], "b=2", id="value-non-ascii"),
+        pytest.param([f"a={VALUE256}"], f"a={VALUE256}", id="value-256"),
+        pytest.param([f"a=x{VALUE256},b=2"], "b=2", id="value-257"),
+        pytest.param([",".join(_members(32))], ",".join(_members(32)), id="32-members"),
+        pytest.param([",".join(_members(33))], ",".join(_members(32)), id="33-keeps-first-32"),
+        pytest.param(_members(40), ",".join(_members(32)), id="40-fields-keeps-first-32"),
+        pytest.param(
+            ["A=1," * 5 + ",".join(_members(32))],
+            ",".join(_members(32)),
+            id="invalid-members-not-counted",
+        ),
+        pytest.param(
+            ["a=1,a=2," + ",".join(_members(32))],
+            "a=1," + ",".join(_members(31)),
+            id="duplicates-not-counted",
+        ),
+    ],
+)
+def test_tracestate(fields: list[str], expected: str | None) -> None:
+    headers = [("traceparent", TP)] + [("tracestate", f) for f in fields]
+    info = TraceInfo.from_headers(headers)
+    assert info is not None
+    assert info.tracestate == expected
+    assert info.to_headers().get("tracestate") == expected
+
+
+@pytest.mark.parametrize(
+    ("members", "expected"),
+    [
+        # 16 members of 31 characters: 16 * 31 + 15 commas = 511
+        pytest.param(_members(16, 31), _members(16, 31), id="511-fits"),
+        pytest.param(
+            _members(15, 31) + ["x=" + "y" * 30],
+            _members(15, 31) + ["x=" + "y" * 30],
+            id="512-fits",
+        ),
+        pytest.param(_members(15, 31) + ["x=" + "y" * 31], _members(15, 31), id="513-drops-last"),
+        pytest.param(_members(20, 31), _members(16, 31), id="no-long-drops-from-end"),
+        pytest.param(
+            _members(2, 31) + [M200] + _members(12, 31, "j"),
+            _members(2, 31) + _members(12, 31, "j"),
+            id="long-entry-dropped-first",
+        ),
+        pytest.param(
+            [M129] + _members(11, 31) + [M200], [M129] + _members(11, 31), id="longest-first"
+        ),
+        pytest.param([M129, M200] + _members(14, 31), _members(14, 31), id="all-long-dropped"),
+        pytest.param(
+            [M200, M200.replace("huge", "hugf")] + _members(4, 31),
+            [M200] + _members(4, 31),
+            id="same-length-last-dropped-first",
+        ),
+        pytest.param(
+            [M128] + _members(13, 31) + [M129], [M128] + _members(12, 31), id="128-is-not-long"
+        ),
+    ],
+)
+def test_tracestate_truncated_to_512(members: list[str], expected: list[str]) -> None:
+    info = TraceInfo.from_headers({"traceparent": TP, "tracestate": ",".join(members)})
+    assert info is not None and info.tracestate is not None
+    assert info.tracestate == ",".join(expected)
+    assert len(info.tracestate) <= 512
+
+
+def test_tracestate_without_valid_traceparent_is_ignored() -> None:
+    assert TraceInfo.from_headers({"tracestate": "a=1"}) is None
+    info = TraceInfo.from_headers({"tracestate": "a=1", "b3": f"{B3_TID}-{B3_SID}"})
+    assert info is not None and info.tracestate is None
+    info = TraceInfo.from_headers(
+        {"tracestate": "a=1", "x-b3-traceid": B3_TID, "x-b3-spanid": B3_SID}
+    )
+    assert info is not None and info.tracestate is None
+
+
+def test_tracestate_over_size_cap_keeps_leading_fields() -> None:
+    fields = [("tracestate", "a=1")] + [("tracestate", "z" * 8000)] * 4 + [("tracestate", "b=2")]
+    info = TraceInfo.from_headers([("traceparent", TP), *fields])
+    assert info is not None and info.tracestate == "a=1"
+
+
+# --- B3 --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        pytest.param({"b3": f"{B3_TID}-{B3_SID}"}, (B3_TID, B3_SID, True), id="single-no-decision"),
+        pytest.param({"b3": f"{B3_TID}-{B3_SID}-1"}, (B3_TID, B3_SID, True), id="single-1"),
+        pytest.param({"b3": f"{B3_TID}-{B3_SID}-0"}, (B3_TID, B3_SID, False), id="single-0"),
+        pytest.param({"b3": f"{B3_TID}-{B3_SID}-d"}, (B3_TID, B3_SID, True), id="single-debug"),
+        pytest.param(
+            {"B3": f"{B3_TID}-{B3_SID}-1-{SID}"}, (B3_TID, B3_SID, True), id="single-with-parent"
+        ),
+        pytest.param(
+            {"b3": f"{B3_TID16}-{B3_SID}-1"},
+            ("0" * 16 + B3_TID16, B3_SID, True),
+            id="single-16-hex-padded",
+        ),
+        pytest.param(
+            {"b3": f" {B3_TID}-{B3_SID}-1\t"}, (B3_TID, B3_SID, True), id="single-whitespace"
+        ),
+        pytest.param(
+            {"HTTP_B3": f"{B3_TID}-{B3_SID}-0"}, (B3_TID, B3_SID, False), id="single-wsgi"
+        ),
+        pytest.param(
+            {"X-B3-TraceId": B3_TID, "X-B3-SpanId": B3_SID},
+            (B3_TID, B3_SID, True),
+            id="multi-no-decision",
+        ),
+        pytest.param(
+            {"x-b3-traceid": B3_TID16, "x-b3-spanid": B3_SID, "x-b3-sampled": "1"},
+            ("0" * 16 + B3_TID16, B3_SID, True),
+            id="multi-16-hex-padded",
+        ),
+        pytest.param(
+            {"X-B3-TraceId": B3_TID, "X-B3-SpanId": B3_SID, "X-B3-Sampled": "0"},
+            (B3_TID, B3_SID, False),
+            id="multi-sampled-0",
+        ),
+        pytest.param(
+            {"X-B3-TraceId": B3_TID, "X-B3-SpanId": B3_SID, "X-B3-Sampled": "true"},
+            (B3_TID, B3_SID, True),
+            id="multi-sampled-true",
+        ),
+        pytest.param(
+            {"X-B3-TraceId": B3_TID, "X-B3-SpanId": B3_SID, "X-B3-Sampled": "False"},
+            (B3_TID, B3_SID, False),
+            id="multi-sampled-false",
+        ),
+        pytest.param(
+            {"X-B3-TraceId": B3_TID, "X-B3-SpanId": B3_SID, "X-B3-Flags": "1"},
+            (B3_TID, B3_SID, True),
+            id="multi-debug",
+        ),
+        pytest.param(
+            {"X-B3-TraceId": B3_TID, "X-B3-SpanId": B3_SID, "X-B3-Sampled": "0", "X-B3-Flags": "1"},
+            (B3_TID, B3_SID, True),
+            id="multi-debug-wins",
+        ),
+        pytest.param(
+            {"X-B3-TraceId": B3_TID, "X-B3-SpanId": B3_SID, "X-B3-Sampled": "0", "X-B3-Flags": "0"},
+            (B3_TID, B3_SID, False),
+            id="multi-flags-0",
+        ),
+        pytest.param(
+            {"HTTP_X_B3_TRACEID": B3_TID, "HTTP_X_B3_SPANID": B3_SID, "HTTP_X_B3_SAMPLED": "0"},
+            (B3_TID, B3_SID, False),
+            id="multi-wsgi",
+        ),
+        pytest.param(
+            {"b3": f"{B3_TID}-{B3_SID}-0", "X-B3-TraceId": TID, "X-B3-SpanId": SID},
+            (B3_TID, B3_SID, False),
+            id="single-wins-over-multi",
+        ),
+    ],
+)
+def test_b3_valid(headers: dict[str, str], expected: tuple[str, str, bool]) -> None:
+    info = TraceInfo.from_headers(headers)
+    assert info is not None
+    assert (info.trace_id, info.span_id, info.sampled) == expected
+    assert info.tracestate is None
+    assert info.to_headers() == {
+        "traceparent": f"00-{expected[0]}-{expected[1]}-0{int(expected[2])}"
+    }
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param({"b3": "0"}, id="single-decision-only"),
+        pytest.param({"b3": "1"}, id="single-accept-only"),
+        pytest.param({"b3": ""}, id="single-empty"),
+        pytest.param({"b3": f"{B3_TID}-{B3_SID}-x"}, id="single-bad-sampling"),
+        pytest.param({"b3": f"{B3_TID}-{B3_SID}-true"}, id="single-true-not-allowed"),
+        pytest.param({"b3": f"{B3_TID}-{B3_SID}-1-xyz"}, id="single-bad-parent"),
+        pytest.param({"b3": f"{B3_TID}-{B3_SID}-1-{SID}-x"}, id="single-too-many-parts"),
+        pytest.param({"b3": f"{B3_TID}-{B3_SID}-"}, id="single-trailing-dash"),
+        pytest.param({"b3": f"{B3_TID.upper()}-{B3_SID}"}, id="single-uppercase"),
+        pytest.param({"b3": f"{B3_TID[:-1]}-{B3_SID}"}, id="single-31-hex"),
+        pytest.param({"b3": f"{B3_TID}0-{B3_SID}"}, id="single-33-hex"),
+        pytest.param({"b3": f"{B3_TID}-{B3_SID}0"}, id="single-17-hex-span"),
+        pytest.param({"b3": f"{'0' * 32}-{B3_SID}"}, id="single-zero-trace"),
+        pytest.param({"b3": f"{'0' * 16}-{B3_SID}"}, id="single-zero-trace-16"),
+        pytest.param({"b3": f"{B3_TID}-{'0' * 16}"}, id="single-zero-span"),
+        pytest.param([("b3", f"{B3_TID}-{B3_SID}"), ("b3", f"{B3_TID}-{B3_SID}")], id="two-b3"),
+        pytest.param(
+            {"b3": "garbage", "X-B3-TraceId": B3_TID, "X-B3-SpanId": B3_SID},
+            id="bad-single-no-fallback",
+        ),
+        pytest.param({"X-B3-TraceId": B3_TID}, id="multi-no-span"),
+        pytest.param({"X-B3-SpanId": B3_SID}, id="multi-no-trace"),
+        pytest.param(
+            {"X-B3-TraceId": B3_TID, "X-B3-SpanId": B3_SID, "X-B3-Sampled": "yes"},
+            id="multi-bad-sampled",
+        ),
+        pytest.param({"X-B3-TraceId": B3_TID, "X-B3-SpanId": "xyz"}, id="multi-bad-span"),
+        pytest.param({"X-B3-TraceId": "0" * 16, "X-B3-SpanId": B3_SID}, id="multi-zero-trace"),
+        pytest.param(
+            [("X-B3-TraceId", B3_TID), ("X-B3-TraceId", TID), ("X-B3-SpanId", B3_SID)],
+            id="multi-two-trace-ids",
+        ),
+        pytest.param({"X-B3-Sampled": "1", "X-B3-Flags": "1"}, id="multi-decision-only"),
+    ],
+)
+def test_b3_invalid(headers: Any) -> None:
+    assert TraceInfo.from_headers(headers) is None
+
+
+# --- header shapes ---------------------------------------------------------------------------
+
+
+class ItemsOnly:
+    """A multi-valued headers object known only by an items() yielding repeated names."""
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        self._pairs = pairs
+
+    def items(self) -> list[tuple[str, str]]:
+        return self._pairs
+
+
+class GetAllOnly:
+    """A multi-valued headers object with only a case-insensitive getall(name)."""
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        self._pairs = pairs
+
+    def getall(self, name: str) -> list[str]:
+        values = [v for k, v in self._pairs if k.lower() == name]
+        if not values:
+            raise KeyError(name)
+        return values
+
+
+def _email_message() -> email.message.Message:
+    msg = email.message.Message()
+    msg["Traceparent"] = TP
+    msg["Tracestate"] = "a=1"
+    msg["Tracestate"] = "b=2"
+    return msg
+
+
+PAIRS = [("Traceparent", TP), ("TraceState", "a=1"), ("tracestate", "b=2")]
+RAW = [(k.lower().encode(), v.encode()) for k, v in PAIRS]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda: {"traceparent": TP, "tracestate": "a=1,b=2"}, id="dict"),
+        pytest.param(lambda: {"TRACEPARENT": TP, "TraceState": "a=1,b=2"}, id="dict-mixed-case"),
+        pytest.param(lambda: {"traceparent": [TP], "tracestate": ["a=1", "b=2"]}, id="dict-lists"),
+        pytest.param(
+            lambda: {b"traceparent": TP.encode(), b"tracestate": b"a=1,b=2"}, id="dict-bytes"
+        ),
+        pytest.param(lambda: httpx.Headers(PAIRS), id="httpx-headers"),
+        pytest.param(lambda: StarletteHeaders(raw=RAW), id="starlette-headers"),
+        pytest.param(lambda: multidict.CIMultiDict(PAIRS), id="multidict"),
+        pytest.param(
+            lambda: multidict.CIMultiDictProxy(multidict.CIMultiDict(PAIRS)),
+            id="aiohttp-multidict-proxy",
+        ),
+        pytest.param(lambda: multidict.MultiDict(PAIRS), id="case-sensitive-multidict"),
+        pytest.param(lambda: ItemsOnly(PAIRS), id="items-repeated"),
+        pytest.param(lambda: GetAllOnly(PAIRS), id="getall-only"),
+        pytest.param(_email_message, id="email-message"),
+        pytest.param(
+            lambda: {
+                "REQUEST_METHOD": "GET",
+                "wsgi.input": object(),
+                "HTTP_TRACEPARENT": TP,
+                "HTTP_TRACESTATE": "a=1,b=2",
+            },
+            id="wsgi-environ",
+        ),
+        pytest.param(lambda: RAW, id="asgi-header-list"),
+        pytest.param(lambda: {"type": "http", "path": "/", "headers": RAW}, id="asgi-scope"),
+        pytest.param(lambda: PAIRS, id="list-of-pairs"),
+        pytest.param(lambda: tuple(PAIRS), id="tuple-of-pairs"),
+        pytest.param(lambda: [list(p) for p in PAIRS], id="list-of-lists"),
+        pytest.param(lambda: iter(PAIRS), id="iterator"),
+        pytest.param(lambda: ((k, v) for k, v in PAIRS), id="generator"),
+        pytest.param(lambda: [(k, bytearray(v.encode())) for k, v in PAIRS], id="bytearray"),
+        pytest.param(lambda: [(k, memoryview(v.encode())) for k, v in PAIRS], id="memoryview"),
+        pytest.param(lambda: [("x-other", "1")] * 100 + PAIRS, id="among-others"),
+    ],
+)
+def test_header_shapes(make: Any) -> None:
+    info = TraceInfo.from_headers(make())
+    assert info is not None
+    assert (info.trace_id, info.span_id, info.sampled, info.tracestate) == (
+        TID,
+        SID,
+        True,
+        "a=1,b=2",
+    )
+
+
+def test_httpx_headers_two_traceparent_fields() -> None:
+    assert TraceInfo.from_headers(httpx.Headers([("traceparent", TP)] * 2)) is None
+    assert TraceInfo.from_headers(multidict.CIMultiDict([("traceparent", TP)] * 2)) is None
+    assert TraceInfo.from_headers(StarletteHeaders(raw=[(b"traceparent", TP.encode())] * 2)) is None
+    assert TraceInfo.from_headers({"HTTP_TRACEPARENT": f"{TP},{TP}"}) is None  # WSGI joins
+
+
+def test_bytes_values_decoded_as_latin1() -> None:
+    info = TraceInfo.from_headers([(b"traceparent", TP.encode()), (b"tracestate", b"a=\xe9,b=2")])
+    assert info is not None and info.tracestate == "b=2"
+
+
+class Exploding:
+    def __iter__(self) -> Iterator[Any]:
+        raise RuntimeError("boom")
+
+
+class ExplodingItems:
+    def items(self) -> Any:
+        raise RuntimeError("boom")
+
+
+class ExplodingValue:
+    def __len__(self) -> int:
+        raise RuntimeError("boom")
+
+    def __str__(self) -> str:
+        raise RuntimeError("boom")
+
+
+def _explode_midway() -> Iterator[tuple[str, str]]:
+    yield ("traceparent", TP)
+    raise RuntimeError("boom")
+
+
+def _endless() -> Iterator[tuple[str, str]]:
+    while True:
+        yield ("x-junk", "1")
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param(None, id="none"),
+        pytest.param(TP, id="str"),
+        pytest.param(f"traceparent: {TP}", id="str-header-line"),
+        pytest.param(TP.encode(), id="bytes"),
+        pytest.param(bytearray(TP.encode()), id="bytearray"),
+        pytest.param(42, id="int"),
+        pytest.param(4.2, id="float"),
+        pytest.param(object(), id="object"),
+        pytest.param([1, 2, 3], id="list-of-ints"),
+        pytest.param([("traceparent",)], id="one-tuple"),
+        pytest.param([("traceparent", TP, "x")], id="three-tuple"),
+        pytest.param([(None, None)], id="none-pair"),
+        pytest.param([(42, TP)], id="int-name"),
+        pytest.param({"traceparent": None}, id="none-value"),
+        pytest.param({"traceparent": 42}, id="int-value"),
+        pytest.param({"traceparent": ExplodingValue()}, id="exploding-value"),
+        pytest.param({"traceparent": [TP, TP]}, id="list-of-two"),
+        pytest.param({"traceparent": TP.encode().replace(b"0", b"\xb0")}, id="latin1-garbage"),
+        pytest.param({"traceparent": TP.replace("0", "\u0660")}, id="non-ascii"),
+        pytest.param({"traceparent": TP + " " * 10**6}, id="absurdly-long"),
+        pytest.param({"traceparent": TP.encode() + b" " * 10**6}, id="absurdly-long-bytes"),
+        pytest.param({"b3": f"{B3_TID}-{B3_SID}" + "-" * 10**6}, id="absurdly-long-b3"),
+        pytest.param({"x" * 10**6: TP}, id="absurdly-long-name"),
+        pytest.param(Exploding(), id="iteration-raises"),
+        pytest.param(ExplodingItems(), id="items-raises"),
+        pytest.param(_explode_midway(), id="generator-raises"),
+        pytest.param(_endless(), id="endless-generator"),
+        pytest.param({"type": "http", "headers": None}, id="asgi-scope-no-headers"),
+        pytest.param({}, id="empty-dict"),
+        pytest.param([], id="empty-list"),
+    ],
+)
+def test_bad_input_returns_none(headers: Any) -> None:
+    assert TraceInfo.from_headers(headers) is None
+
+
+def test_absurdly_long_tracestate_is_ignored() -> None:
+    info = TraceInfo.from_headers({"traceparent": TP, "tracestate": "a=1," * 10**5})
+    assert info is not None and info.tracestate is None
+
+
+# --- the value -------------------------------------------------------------------------------
+
+
+def test_construct_defaults() -> None:
+    info = TraceInfo(TID, SID)
+    assert (info.sampled, info.tracestate, info.flags) == (True, None, 1)
+    assert TraceInfo(TID, SID, False).flags == 0
+    assert info == TraceInfo(TID, SID, True, None, 1)
+
+
+@pytest.mark.parametrize(
+    ("sampled", "flags", "expected"),
+    [
+        pytest.param(True, 0, 1, id="bit0-follows-sampled"),
+        pytest.param(False, 1, 0, id="bit0-cleared"),
+        pytest.param(True, 2, 3, id="random-kept"),
+        pytest.param(False, 0xFF, 2, id="unknown-bits-dropped"),
+    ],
+)
+def test_construct_flags(sampled: bool, flags: int, expected: int) -> None:
+    info = TraceInfo(TID, SID, sampled, flags=flags)
+    assert info.flags == expected
+    assert info.traceparent.endswith(f"-{expected:02x}")
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        pytest.param({"trace_id": TID.upper()}, id="uppercase-trace-id"),
+        pytest.param({"trace_id": TID[:-1]}, id="short-trace-id"),
+        pytest.param({"trace_id": TID + "0"}, id="long-trace-id"),
+        pytest.param({"trace_id": "0" * 32}, id="zero-trace-id"),
+        pytest.param({"trace_id": TID.encode()}, id="bytes-trace-id"),
+        pytest.param({"trace_id": None}, id="none-trace-id"),
+        pytest.param({"trace_id": TID + "\n"}, id="newline-trace-id"),
+        pytest.param({"span_id": SID.upper()}, id="uppercase-span-id"),
+        pytest.param({"span_id": SID[:-1]}, id="short-span-id"),
+        pytest.param({"span_id": "0" * 16}, id="zero-span-id"),
+        pytest.param({"span_id": 123}, id="int-span-id"),
+        pytest.param({"sampled": 1}, id="int-sampled"),
+        pytest.param({"flags": 256}, id="flags-too-big"),
+        pytest.param({"flags": -1}, id="flags-negative"),
+        pytest.param({"flags": True}, id="flags-bool"),
+        pytest.param({"flags": "01"}, id="flags-str"),
+        pytest.param({"tracestate": "A=1"}, id="tracestate-bad-key"),
+        pytest.param({"tracestate": "a=1,b"}, id="tracestate-bad-member"),
+        pytest.param({"tracestate": "a=1\r\nx-evil: 1"}, id="tracestate-header-injection"),
+        pytest.param({"tracestate": "a=1,a=2"}, id="tracestate-duplicate"),
+        pytest.param({"tracestate": ",".join(_members(33))}, id="tracestate-33-members"),
+        pytest.param({"tracestate": ",".join(_members(16, 32))}, id="tracestate-over-512"),
+        pytest.param({"tracestate": b"a=1"}, id="tracestate-bytes"),
+    ],
+)
+def test_construct_invalid_raises(kwargs: dict[str, Any]) -> None:
+    args: dict[str, Any] = {"trace_id": TID, "span_id": SID, **kwargs}
+    with pytest.raises(ValueError):
+        TraceInfo(**args)
+
+
+@pytest.mark.parametrize(
+    ("tracestate", "expected"),
+    [
+        pytest.param("", None, id="empty-is-none"),
+        pytest.param(" , ", None, id="blank-is-none"),
+        pytest.param("a=1", "a=1", id="plain"),
+        pytest.param(" a=1 ,, b=2\t", "a=1,b=2", id="canonical"),
+        pytest.param(",".join(_members(32, 15)), ",".join(_members(32, 15)), id="32-members-511"),
+    ],
+)
+def test_construct_tracestate(tracestate: str, expected: str | None) -> None:
+    assert TraceInfo(TID, SID, tracestate=tracestate).tracestate == expected
+
+
+def test_frozen_and_slotted() -> None:
+    info = TraceInfo(TID, SID)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        info.trace_id = "1" * 32  # type: ignore[misc]
+    assert not hasattr(info, "__dict__")
+    assert hash(info) == hash(TraceInfo(TID, SID))
+
+
+def test_to_headers() -> None:
+    assert TraceInfo(TID, SID).to_headers() == {"traceparent": TP}
+    assert TraceInfo(TID, SID, False, "a=1").to_headers() == {
+        "traceparent": TP_UNSAMPLED,
+        "tracestate": "a=1",
+    }
+    assert TraceInfo(TID, SID, True, flags=2).traceparent == f"00-{TID}-{SID}-03"
+
+
+def test_higher_version_reemitted_as_00() -> None:
+    info = TraceInfo.from_headers({"traceparent": f"cc-{TID}-{SID}-03-future"})
+    assert info is not None
+    assert info.to_headers() == {"traceparent": f"00-{TID}-{SID}-03"}
+
+
+def test_child() -> None:
+    parent = TraceInfo(TID, SID, False, "a=1,b=2", flags=2)
+    children = {parent.child() for _ in range(50)}
+    assert len({c.span_id for c in children}) == 50
+    for child in children:
+        assert (child.trace_id, child.sampled, child.flags, child.tracestate) == (
+            TID,
+            False,
+            2,
+            "a=1,b=2",
+        )
+        assert child.span_id != SID
+        assert child == TraceInfo(TID, child.span_id, False, "a=1,b=2", 2)  # valid per constructor
+
+
+def test_create_new() -> None:
+    seen = set()
+    for _ in range(200):
+        info = TraceInfo.create_new()
+        assert info == TraceInfo(info.trace_id, info.span_id)  # passes validation, sampled
+        assert (info.sampled, info.flags, info.tracestate) == (True, 1, None)
+        assert info.trace_id != "0" * 32 and info.span_id != "0" * 16
+        seen.add(info.trace_id)
+    assert len(seen) == 200
+
+
+# --- properties ------------------------------------------------------------------------------
+
+NAMES = st.sampled_from(
+    [
+        "traceparent",
+        "Traceparent",
+        "tracestate",
+        "b3",
+        "X-B3-TraceId",
+        "x-b3-spanid",
+        "X-B3-Sampled",
+        "X-B3-Flags",
+        "HTTP_TRACEPARENT",
+        "HTTP_X_B3_TRACEID",
+    ]
+)
+# Text built from the characters the parsers care about, so generated values get deep.
+ALPHABET = "0123456789abcdefABCDEF-=,@ \t_xd"
+VALUES = st.one_of(
+    st.text(),
+    st.text(alphabet=ALPHABET, max_size=80),
+    st.binary(max_size=80),
+    st.sampled_from([TP, f"{B3_TID}-{B3_SID}-1", "a=1,b=2", B3_TID, B3_SID, "1", "true"]),
+    st.none(),
+    st.integers(),
+    st.lists(st.text(alphabet=ALPHABET, max_size=60), max_size=3),
+)
+ANY_NAME = st.one_of(NAMES, st.text(max_size=20), st.binary(max_size=20), st.integers())
+ANY_HEADERS = st.one_of(
+    st.none(),
+    st.text(),
+    st.binary(),
+    st.integers(),
+    st.lists(st.tuples(ANY_NAME, VALUES), max_size=8),
+    st.lists(st.one_of(st.tuples(ANY_NAME), st.tuples(ANY_NAME, VALUES, VALUES)), max_size=3),
+    st.dictionaries(ANY_NAME, VALUES, max_size=8),
+    st.lists(st.tuples(NAMES.map(str.encode), st.binary(max_size=80)), max_size=8),
+    st.lists(st.tuples(NAMES, st.text(alphabet=ALPHABET, max_size=80)), max_size=8).map(
+        httpx.Headers
+    ),
+)
+
+
+@fast
+@given(ANY_HEADERS)
+def test_from_headers_never_raises(headers: Any) -> None:
+    info = TraceInfo.from_headers(headers)
+    if info is not None:  # whatever it accepts is a valid value
+        assert TraceInfo.from_headers(info.to_headers()) == info
+
+
+HEX = "0123456789abcdef"
+KEYS = st.from_regex(r"[a-z0-9][a-z0-9_\-*/@]{0,20}", fullmatch=True)
+MEMBER_VALUES = st.from_regex(
+    r"[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,20}[\x21-\x2b\x2d-\x3c\x3e-\x7e]", fullmatch=True
+)
+TRACESTATES = st.lists(st.tuples(KEYS, MEMBER_VALUES), max_size=10, unique_by=lambda m: m[0]).map(
+    lambda members: ",".join(f"{k}={v}" for k, v in members) or None
+)
+TRACE_INFOS = st.builds(
+    TraceInfo,
+    trace_id=st.text(alphabet=HEX, min_size=32, max_size=32).filter(lambda s: s != "0" * 32),
+    span_id=st.text(alphabet=HEX, min_size=16, max_size=16).filter(lambda s: s != "0" * 16),
+    sampled=st.booleans(),
+    tracestate=TRACESTATES,
+    flags=st.integers(0, 255),
+)
+
+
+@fast
+@given(TRACE_INFOS)
+def test_round_trip(info: TraceInfo) -> None:
+    headers = info.to_headers()
+    assert TraceInfo.from_headers(headers) == info
+    assert TraceInfo.from_headers(httpx.Headers(headers)) == info
+    child = info.child()
+    assert child.trace_id == info.trace_id and child.span_id != info.span_id
+    assert TraceInfo.from_headers(child.to_headers()) == child
+
+
+# --- OpenTelemetry ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tracer() -> Any:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    return TracerProvider().get_tracer(__name__)
+
+
+def test_otel_headers_with_active_span(tracer: Any) -> None:
+    with tracer.start_as_current_span("outgoing") as span:
+        ctx = span.get_span_context()
+        headers = otel_headers()
+    assert (
+        headers["traceparent"] == f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"
+    )
+    info = TraceInfo.from_headers(headers)
+    assert info is not None and info.trace_id == f"{ctx.trace_id:032x}"
+
+
+def test_otel_headers_without_span(tracer: Any) -> None:
+    assert otel_headers() == {}
+
+
+def test_otel_headers_not_imported(tracer: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    with tracer.start_as_current_span("outgoing"):
+        monkeypatch.delitem(sys.modules, "opentelemetry.trace")
+        assert otel_headers() == {}
+
+
+def test_otel_headers_never_raises(tracer: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from opentelemetry import propagate
+
+    def boom(carrier: Any) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(propagate, "inject", boom)
+    with tracer.start_as_current_span("outgoing"):
+        assert otel_headers() == {}
