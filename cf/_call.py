@@ -36,6 +36,7 @@ from cf._options import (
 )
 from cf._redact import redact_url
 from cf._trace import TraceInfo, otel_headers
+from cf.loggingutils import install_redaction
 
 __all__ = ["CLIENT_OPTIONS", "Call", "ClientOptions", "RequestOptions", "classify", "plan_call"]
 
@@ -110,6 +111,9 @@ class ClientOptions(TypedDict, total=False):
     sleep: Callable[[float], Any]
     random: Callable[[], float]
 
+
+# Records of httpx, httpcore, aiohttp and oauthlib go through our redaction filter too.
+install_redaction()
 
 _KNOWN = frozenset(RequestOptions.__annotations__)
 CLIENT_OPTIONS = frozenset(ClientOptions.__annotations__)

@@ -50,6 +50,7 @@ SUBS: list[tuple[str, str]] = [
     ("AsyncTokenStore", "TokenStore"),
     ("AsyncInMemoryTokenStore", "InMemoryTokenStore"),
     ("run_concurrently", "run_concurrently_in_threads"),
+    ("Sleeps", "SyncSleeps"),
     ("HTTPAioException", "HTTPException"),
     ("HTTPAioStatusError", "HTTPStatusError"),
     ("HTTPAioTransportError", "HTTPTransportError"),

@@ -63,7 +63,9 @@ class HTTP:
         unknown = options.keys() - CLIENT_OPTIONS
         if unknown:
             raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
-        clock = options.get("clock") or time.monotonic
+        clock = options.get("clock")
+        if clock is None:
+            clock = time.monotonic
         budget = options.get("retry_budget", UNSET)
         if budget is UNSET:
             budget = RetryBudget(clock=clock)
@@ -83,9 +85,9 @@ class HTTP:
             on_retry=on_retry,
             budget=budget,
             clock=clock,
-            random=options.get("random") or random.random,
+            random=options.get("random", random.random),
         )
-        self._sleep: Callable[[float], Any] = options.get("sleep") or sleep
+        self._sleep: Callable[[float], Any] = options.get("sleep", sleep)
         self._options: dict[str, Any] = {
             k: options[k] for k in _HTTPX_CLIENT_OPTIONS if k in options  # type: ignore[literal-required]
         }
