@@ -30,9 +30,7 @@ __all__ = [
 ]
 
 DEFAULT_FAILURE_STATUSES: frozenset[int] = frozenset({408, 429, 500, 502, 503, 504})
-IDEMPOTENT_METHODS: frozenset[str] = frozenset(
-    {"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"}
-)
+IDEMPOTENT_METHODS: frozenset[str] = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _DEFAULT_RETRIES = 2
 _DEFAULT_BACKOFF_MAX = 10.0
 # Statuses that say the server did not act on the request: safe to retry for any method.
@@ -113,8 +111,14 @@ class RetryPolicy:
         exponent = min(failed_attempt - 1, 64)
         return random() * min(self.backoff_max, self.backoff_base * 2.0**exponent)
 
-    def is_retryable(self, method: str, failure: Failure, status: int | None = None, *,
-                     idempotency_key: bool = False) -> bool:
+    def is_retryable(
+        self,
+        method: str,
+        failure: Failure,
+        status: int | None = None,
+        *,
+        idempotency_key: bool = False,
+    ) -> bool:
         """The safety matrix: may this kind of failure be retried for this method?"""
         if failure is Failure.NOT_SENT:
             return True

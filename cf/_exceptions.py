@@ -130,7 +130,9 @@ class OAuthError(HTTPAioException):
     def __str__(self) -> str:
         text = super().__str__()
         if self.error:
-            detail = f"{self.error}: {self.error_description}" if self.error_description else self.error
+            detail = (
+                f"{self.error}: {self.error_description}" if self.error_description else self.error
+            )
             text = f"{text} [{detail}]"
         return text
 

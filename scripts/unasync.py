@@ -66,8 +66,10 @@ SUBS: list[tuple[str, str]] = [
 DIRS = [("cf/_async", "cf/_sync"), ("tests/_async", "tests/_sync")]
 
 # Whole words only: "aclose" must not touch "maclose", nor "HTTPAio" "HTTPAiox".
-_PATTERNS = [(re.compile(r"(?<!\w)" + re.escape(a) + (r"(?!\w)" if a[-1] != " " else "")), b)
-             for a, b in SUBS]
+_PATTERNS = [
+    (re.compile(r"(?<!\w)" + re.escape(a) + (r"(?!\w)" if a[-1] != " " else "")), b)
+    for a, b in SUBS
+]
 
 
 def unasync_line(line: str, used: set[str]) -> str:

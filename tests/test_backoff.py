@@ -103,8 +103,13 @@ def test_safety_matrix(
     policy = RetryPolicy()
     assert policy.is_retryable(method, failure, status, idempotency_key=key) is expected
     decision = decide(
-        policy, attempt=1, method=method, failure=failure, status=status,
-        idempotency_key=key, random=always(0.5),
+        policy,
+        attempt=1,
+        method=method,
+        failure=failure,
+        status=status,
+        idempotency_key=key,
+        random=always(0.5),
     )
     assert decision.retry is expected
     if not expected:
@@ -119,8 +124,12 @@ def test_retry_non_idempotent_allows_post_after_send() -> None:
 
 def test_not_replayable_is_never_retried() -> None:
     decision = decide(
-        RetryPolicy(), attempt=1, method="GET", failure=Failure.NOT_SENT,
-        replayable=False, random=always(0.5),
+        RetryPolicy(),
+        attempt=1,
+        method="GET",
+        failure=Failure.NOT_SENT,
+        replayable=False,
+        random=always(0.5),
     )
     assert decision.stop is Stop.NOT_REPLAYABLE
 
@@ -183,40 +192,66 @@ def test_parse_retry_after_never_raises(value: str) -> None:
 
 def test_retry_after_replaces_backoff() -> None:
     decision = decide(
-        RetryPolicy(), attempt=1, method="GET", failure=Failure.STATUS, status=503,
-        retry_after="3", random=always(1.0), now=always(NOW),
+        RetryPolicy(),
+        attempt=1,
+        method="GET",
+        failure=Failure.STATUS,
+        status=503,
+        retry_after="3",
+        random=always(1.0),
+        now=always(NOW),
     )
     assert decision.retry and decision.delay == 3.0
 
 
 def test_retry_after_ignored_when_not_respected() -> None:
     decision = decide(
-        RetryPolicy(respect_retry_after=False), attempt=1, method="GET", failure=Failure.STATUS,
-        status=503, retry_after="3", random=always(1.0),
+        RetryPolicy(respect_retry_after=False),
+        attempt=1,
+        method="GET",
+        failure=Failure.STATUS,
+        status=503,
+        retry_after="3",
+        random=always(1.0),
     )
     assert decision.delay == pytest.approx(0.1)
 
 
 def test_retry_after_over_the_cap_stops_at_once() -> None:
     decision = decide(
-        RetryPolicy(max_retry_after=30), attempt=1, method="GET", failure=Failure.STATUS,
-        status=503, retry_after="31", random=always(0.5),
+        RetryPolicy(max_retry_after=30),
+        attempt=1,
+        method="GET",
+        failure=Failure.STATUS,
+        status=503,
+        retry_after="31",
+        random=always(0.5),
     )
     assert decision.stop is Stop.RETRY_AFTER_TOO_LONG
 
 
 def test_retry_after_past_the_deadline_stops_at_once() -> None:
     decision = decide(
-        RetryPolicy(), attempt=1, method="GET", failure=Failure.STATUS, status=503,
-        retry_after="5", remaining=4.0, random=always(0.5),
+        RetryPolicy(),
+        attempt=1,
+        method="GET",
+        failure=Failure.STATUS,
+        status=503,
+        retry_after="5",
+        remaining=4.0,
+        random=always(0.5),
     )
     assert decision.stop is Stop.DEADLINE
 
 
 def test_backoff_past_the_deadline_stops() -> None:
     decision = decide(
-        RetryPolicy(backoff_base=10), attempt=1, method="GET", failure=Failure.SENT,
-        remaining=1.0, random=always(0.5),
+        RetryPolicy(backoff_base=10),
+        attempt=1,
+        method="GET",
+        failure=Failure.SENT,
+        remaining=1.0,
+        random=always(0.5),
     )
     assert decision.stop is Stop.DEADLINE
 
@@ -247,8 +282,12 @@ def test_budget_window_forgets_old_attempts() -> None:
 
 
 @given(
-    ops=st.lists(st.tuples(st.sampled_from(["deposit", "withdraw", "tick"]),
-                           st.floats(min_value=0, max_value=3)), max_size=300)
+    ops=st.lists(
+        st.tuples(
+            st.sampled_from(["deposit", "withdraw", "tick"]), st.floats(min_value=0, max_value=3)
+        ),
+        max_size=300,
+    )
 )
 def test_budget_never_exceeds_ratio_plus_floor(ops: list[tuple[str, float]]) -> None:
     clock = FakeClock()

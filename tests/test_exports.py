@@ -34,8 +34,13 @@ def test_all_is_explicit_and_complete(name: str) -> None:
 def test_exceptions_are_one_hierarchy_in_both_modes() -> None:
     aio = importlib.import_module("cf.infrastructure.http_aio")
     sync = importlib.import_module("cf.infrastructure.http")
-    for name in ("HTTPAioException", "HTTPAioStatusError", "HTTPAioTransportError",
-                 "HTTPAioTimeoutError", "OAuthError"):
+    for name in (
+        "HTTPAioException",
+        "HTTPAioStatusError",
+        "HTTPAioTransportError",
+        "HTTPAioTimeoutError",
+        "OAuthError",
+    ):
         assert getattr(aio, name) is getattr(sync, name)
     assert sync.HTTPException is aio.HTTPAioException
     assert issubclass(aio.HTTPAioTimeoutError, aio.HTTPAioTransportError)

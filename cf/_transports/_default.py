@@ -30,7 +30,9 @@ def async_default_transport(
         return httpx.AsyncHTTPTransport(
             verify=verify, cert=cert, trust_env=trust_env, proxy=proxy, limits=limits
         )
-    return AiohttpTransport(verify=verify, cert=cert, trust_env=trust_env, proxy=proxy, limits=limits)
+    return AiohttpTransport(
+        verify=verify, cert=cert, trust_env=trust_env, proxy=proxy, limits=limits
+    )
 
 
 def sync_default_transport(

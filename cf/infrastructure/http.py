@@ -1,4 +1,4 @@
-"""The sync client: `HTTP`, `OAuthHTTP`, their pools and exceptions (generated from the async code)."""
+"""The sync client: `HTTP`, `OAuthHTTP`, their pools and exceptions (generated code)."""
 
 from cf._backoff import RetryBudget, RetryEvent, RetryPolicy
 from cf._exceptions import (

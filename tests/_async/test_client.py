@@ -89,8 +89,9 @@ async def test_fail_then_succeed_with_logged_retries(
     assert server.hits("ok") == 3
     assert len(sleeps) == 2
     assert [e.attempt for e in events] == [1, 2]
-    assert all(e.max_attempts == 3 and e.status == 503 and e.trace_id == trace.trace_id
-               for e in events)
+    assert all(
+        e.max_attempts == 3 and e.status == 503 and e.trace_id == trace.trace_id for e in events
+    )
     assert [e.delay for e in events] == sleeps
     records = [r for r in caplog.records if r.name == "cf.infrastructure.http_aio"]
     assert len(records) == 2
@@ -136,7 +137,9 @@ async def test_retries_exhausted_raise_status_error(server: AppServer) -> None:
     ("value", "expected"),
     [pytest.param("2", 2.0, id="seconds"), pytest.param("date", None, id="http-date")],
 )
-async def test_retry_after_is_honoured(server: AppServer, value: str, expected: float | None) -> None:
+async def test_retry_after_is_honoured(
+    server: AppServer, value: str, expected: float | None
+) -> None:
     if value == "date":
         value = email.utils.formatdate(time.time() + 3, usegmt=True)
     sleeps = Sleeps()
@@ -247,7 +250,9 @@ async def test_retry_policy_object_per_call(server: AppServer) -> None:
     async with HTTPAio.create(sleep=Sleeps()) as client:
         response = await client.get(f"{server.url}/fail/4?status=418&key=t", retry_policy=policy)
         assert response.status_code == 200
-        assert (await client.get(f"{server.url}/status/503?key=n", retry_policy=policy)).status_code == 503
+        assert (
+            await client.get(f"{server.url}/status/503?key=n", retry_policy=policy)
+        ).status_code == 503
     assert server.hits("t") == 5 and server.hits("n") == 1
 
 
@@ -257,7 +262,9 @@ async def test_reset_mid_body_is_retried_and_recovers(raw_server: RawServer) -> 
     assert response.content == b"ok" and raw_server.hits("r") == 2
 
 
-@pytest.mark.parametrize("path", ["truncated", "close-before-response", "reset-before-response", "garbage"])
+@pytest.mark.parametrize(
+    "path", ["truncated", "close-before-response", "reset-before-response", "garbage"]
+)
 async def test_broken_responses_raise_transport_errors(raw_server: RawServer, path: str) -> None:
     async with HTTPAio.create(sleep=Sleeps(), retries=1) as client:
         with pytest.raises(HTTPAioTransportError) as info:
@@ -316,7 +323,9 @@ async def test_retry_budget_caps_an_outage(server: AppServer) -> None:
 
 async def test_retry_budget_none_disables_it(server: AppServer) -> None:
     async with HTTPAio.create(retry_budget=None, retries=3, sleep=Sleeps()) as client:
-        await run_concurrently(*[lambda: client.get(f"{server.url}/status/503?key=n") for _ in range(20)])
+        await run_concurrently(
+            *[lambda: client.get(f"{server.url}/status/503?key=n") for _ in range(20)]
+        )
     assert server.hits("n") == 80
 
 

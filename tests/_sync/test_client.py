@@ -90,8 +90,9 @@ def test_fail_then_succeed_with_logged_retries(
     assert server.hits("ok") == 3
     assert len(sleeps) == 2
     assert [e.attempt for e in events] == [1, 2]
-    assert all(e.max_attempts == 3 and e.status == 503 and e.trace_id == trace.trace_id
-               for e in events)
+    assert all(
+        e.max_attempts == 3 and e.status == 503 and e.trace_id == trace.trace_id for e in events
+    )
     assert [e.delay for e in events] == sleeps
     records = [r for r in caplog.records if r.name == "cf.infrastructure.http"]
     assert len(records) == 2
@@ -137,7 +138,9 @@ def test_retries_exhausted_raise_status_error(server: AppServer) -> None:
     ("value", "expected"),
     [pytest.param("2", 2.0, id="seconds"), pytest.param("date", None, id="http-date")],
 )
-def test_retry_after_is_honoured(server: AppServer, value: str, expected: float | None) -> None:
+def test_retry_after_is_honoured(
+    server: AppServer, value: str, expected: float | None
+) -> None:
     if value == "date":
         value = email.utils.formatdate(time.time() + 3, usegmt=True)
     sleeps = SyncSleeps()
@@ -248,7 +251,9 @@ def test_retry_policy_object_per_call(server: AppServer) -> None:
     with HTTP.create(sleep=SyncSleeps()) as client:
         response = client.get(f"{server.url}/fail/4?status=418&key=t", retry_policy=policy)
         assert response.status_code == 200
-        assert (client.get(f"{server.url}/status/503?key=n", retry_policy=policy)).status_code == 503
+        assert (
+            client.get(f"{server.url}/status/503?key=n", retry_policy=policy)
+        ).status_code == 503
     assert server.hits("t") == 5 and server.hits("n") == 1
 
 
@@ -258,7 +263,9 @@ def test_reset_mid_body_is_retried_and_recovers(raw_server: RawServer) -> None:
     assert response.content == b"ok" and raw_server.hits("r") == 2
 
 
-@pytest.mark.parametrize("path", ["truncated", "close-before-response", "reset-before-response", "garbage"])
+@pytest.mark.parametrize(
+    "path", ["truncated", "close-before-response", "reset-before-response", "garbage"]
+)
 def test_broken_responses_raise_transport_errors(raw_server: RawServer, path: str) -> None:
     with HTTP.create(sleep=SyncSleeps(), retries=1) as client:
         with pytest.raises(HTTPTransportError) as info:
@@ -317,7 +324,9 @@ def test_retry_budget_caps_an_outage(server: AppServer) -> None:
 
 def test_retry_budget_none_disables_it(server: AppServer) -> None:
     with HTTP.create(retry_budget=None, retries=3, sleep=SyncSleeps()) as client:
-        run_concurrently_in_threads(*[lambda: client.get(f"{server.url}/status/503?key=n") for _ in range(20)])
+        run_concurrently_in_threads(
+            *[lambda: client.get(f"{server.url}/status/503?key=n") for _ in range(20)]
+        )
     assert server.hits("n") == 80
 
 
