@@ -143,6 +143,8 @@ class Call:
     started: float = 0.0
     attempts: int = 0
     trace_id: str | None = None
+    # Set by a send_once hook (OAuth's 401 replay) to make the current attempt the last.
+    final: bool = False
 
     @property
     def url(self) -> str:
@@ -171,7 +173,10 @@ class Call:
         if self.trace is not None:
             child = self.trace.child()
             request.headers["traceparent"] = child.traceparent
-            self.trace_id = child.trace_id
+            if self.attempts == 1:
+                self.trace_id = child.trace_id
+                if child.tracestate:
+                    request.headers["tracestate"] = child.tracestate
         elif self.attempts == 1:
             injected = otel_headers()
             if injected:
