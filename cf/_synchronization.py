@@ -10,9 +10,22 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable, Coroutine
 from types import TracebackType
+from typing import Any, Generic, TypeVar
 
-__all__ = ["AsyncEvent", "AsyncLock", "Event", "Lock", "async_sleep", "sleep"]
+__all__ = [
+    "AsyncEvent",
+    "AsyncLock",
+    "AsyncSingleFlight",
+    "Event",
+    "Lock",
+    "SingleFlight",
+    "async_sleep",
+    "sleep",
+]
+
+T = TypeVar("T")
 
 
 async def async_sleep(seconds: float) -> None:
@@ -85,3 +98,106 @@ class Event:
 
     def wait(self) -> None:
         self._event.wait()
+
+
+class AsyncSingleFlight(Generic[T]):
+    """At most one `fn()` in flight; every concurrent caller shares its result or error.
+
+    The first caller starts `fn()` in a task of its own; later callers join it
+    until it finishes. Waiters wait through `asyncio.shield`, so a cancelled
+    waiter (or one whose `timeout` runs out) leaves the flight running for the
+    others. `timeout` (seconds, None: no limit) bounds one caller's wait and
+    raises the builtin `TimeoutError`.
+    """
+
+    def __init__(self) -> None:
+        self._task: asyncio.Task[T] | None = None
+
+    async def run(
+        self, fn: Callable[[], Coroutine[Any, Any, T]], timeout: float | None = None
+    ) -> T:
+        task = self._task
+        if task is None or task.done() or task.get_loop() is not asyncio.get_running_loop():
+            task = asyncio.get_running_loop().create_task(fn())
+            self._task = task
+            task.add_done_callback(self._finished)
+        if timeout is None:
+            return await asyncio.shield(task)
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), max(timeout, 0.0))
+        except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
+            if task.done():
+                return task.result()
+            raise TimeoutError(f"gave up waiting after {timeout:g}s") from None
+
+    @property
+    def in_flight(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def _finished(self, task: asyncio.Task[T]) -> None:
+        if self._task is task:
+            self._task = None
+        if not task.cancelled():
+            task.exception()  # retrieved: no "exception was never retrieved" when nobody waits
+
+
+class _Flight(Generic[T]):
+    __slots__ = ("done", "error", "interrupted", "result")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.result: T | None = None
+        self.error: Exception | None = None
+        self.interrupted = False
+
+
+class SingleFlight(Generic[T]):
+    """At most one `fn()` in flight across threads; the others wait and share its outcome.
+
+    The first thread runs `fn()` itself; threads arriving meanwhile wait (at
+    most `timeout` seconds each, then the builtin `TimeoutError`) and get the
+    same result or the same exception. If the running thread is interrupted
+    (KeyboardInterrupt, SystemExit), a waiter starts a new flight instead.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._flight: _Flight[T] | None = None
+
+    def run(self, fn: Callable[[], T], timeout: float | None = None) -> T:
+        deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
+        while True:
+            with self._lock:
+                flight = self._flight
+                leader = flight is None
+                if flight is None:
+                    flight = self._flight = _Flight()
+            if leader:
+                return self._lead(flight, fn)
+            left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            if not flight.done.wait(left):
+                raise TimeoutError(f"gave up waiting after {timeout:g}s")
+            if flight.interrupted:
+                continue
+            if flight.error is not None:
+                raise flight.error
+            return flight.result  # type: ignore[return-value]
+
+    @property
+    def in_flight(self) -> bool:
+        return self._flight is not None
+
+    def _lead(self, flight: _Flight[T], fn: Callable[[], T]) -> T:
+        try:
+            flight.result = result = fn()
+            return result
+        except Exception as exc:
+            flight.error = exc
+            raise
+        except BaseException:
+            flight.interrupted = True
+            raise
+        finally:
+            with self._lock:
+                self._flight = None
+            flight.done.set()

@@ -88,14 +88,14 @@ class HTTPAio:
         )
         self._sleep: Callable[[float], Any] = options.get("sleep", async_sleep)
         self._options: dict[str, Any] = {
-            k: options[k] for k in _HTTPX_CLIENT_OPTIONS if k in options  # type: ignore[literal-required]
+            k: v for k, v in options.items() if k in _HTTPX_CLIENT_OPTIONS
         }
         if "headers" in self._options:
             self._options["headers"] = check_headers(self._options["headers"])
         if "base_url" in options:
             self._options["base_url"] = check_url(options["base_url"])
         self._engine_options: dict[str, Any] = {
-            k: options[k] for k in ENGINE_OPTIONS if k in options  # type: ignore[literal-required]
+            k: v for k, v in options.items() if k in ENGINE_OPTIONS
         }
         self._limits = options.get("limits", _DEFAULT_LIMITS)
         self._client = self._make_client(self._engine_options)

@@ -63,6 +63,8 @@ async def send_with_retries(
                 remaining=call.remaining(),
                 random=call.random,
             )
+            if decision.retry and call.final:
+                decision = RetryDecision(stop=Stop.ATTEMPTS_EXHAUSTED)
             if decision.retry and budget is not None and not budget.withdraw():
                 decision = RetryDecision(stop=Stop.BUDGET)
             if not decision.retry:
@@ -85,6 +87,8 @@ async def send_with_retries(
                 remaining=call.remaining(),
                 random=call.random,
             )
+            if decision.retry and call.final:
+                decision = RetryDecision(stop=Stop.ATTEMPTS_EXHAUSTED)
             if decision.retry and budget is not None and not budget.withdraw():
                 decision = RetryDecision(stop=Stop.BUDGET)
             if not decision.retry:

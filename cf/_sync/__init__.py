@@ -2,6 +2,8 @@
 """The hand-written async client code; cf/_sync is generated from it."""
 
 from cf._sync._client import HTTP
+from cf._sync._oauth import OAuthHTTP
 from cf._sync._pool import HTTPPool
+from cf._sync._token_store import InMemoryTokenStore, TokenStore
 
-__all__ = ["HTTP", "HTTPPool"]
+__all__ = ["InMemoryTokenStore", "TokenStore", "HTTP", "HTTPPool", "OAuthHTTP"]

@@ -64,6 +64,8 @@ def send_with_retries(
                 remaining=call.remaining(),
                 random=call.random,
             )
+            if decision.retry and call.final:
+                decision = RetryDecision(stop=Stop.ATTEMPTS_EXHAUSTED)
             if decision.retry and budget is not None and not budget.withdraw():
                 decision = RetryDecision(stop=Stop.BUDGET)
             if not decision.retry:
@@ -86,6 +88,8 @@ def send_with_retries(
                 remaining=call.remaining(),
                 random=call.random,
             )
+            if decision.retry and call.final:
+                decision = RetryDecision(stop=Stop.ATTEMPTS_EXHAUSTED)
             if decision.retry and budget is not None and not budget.withdraw():
                 decision = RetryDecision(stop=Stop.BUDGET)
             if not decision.retry:

@@ -12,7 +12,8 @@ from cf._exceptions import (
     HTTPTransportError,
     OAuthError,
 )
-from cf._sync import HTTP, HTTPPool
+from cf._oauth import Token
+from cf._sync import HTTP, HTTPPool, InMemoryTokenStore, OAuthHTTP, TokenStore
 
 __all__ = [
     "HTTP",
@@ -25,8 +26,12 @@ __all__ = [
     "HTTPStatusError",
     "HTTPTimeoutError",
     "HTTPTransportError",
+    "InMemoryTokenStore",
     "OAuthError",
+    "OAuthHTTP",
     "RetryBudget",
     "RetryEvent",
     "RetryPolicy",
+    "Token",
+    "TokenStore",
 ]

@@ -1,6 +1,12 @@
 """The async client: `HTTPAio`, `OAuthHTTPAio`, their pools and exceptions."""
 
-from cf._async import HTTPAio, HTTPAioPool
+from cf._async import (
+    AsyncInMemoryTokenStore,
+    AsyncTokenStore,
+    HTTPAio,
+    HTTPAioPool,
+    OAuthHTTPAio,
+)
 from cf._backoff import RetryBudget, RetryEvent, RetryPolicy
 from cf._exceptions import (
     HTTPAioException,
@@ -13,8 +19,11 @@ from cf._exceptions import (
     HTTPTransportError,
     OAuthError,
 )
+from cf._oauth import Token
 
 __all__ = [
+    "AsyncInMemoryTokenStore",
+    "AsyncTokenStore",
     "HTTPAio",
     "HTTPAioException",
     "HTTPAioPool",
@@ -26,7 +35,9 @@ __all__ = [
     "HTTPTimeoutError",
     "HTTPTransportError",
     "OAuthError",
+    "OAuthHTTPAio",
     "RetryBudget",
     "RetryEvent",
     "RetryPolicy",
+    "Token",
 ]
