@@ -234,13 +234,17 @@ class Call:
 
     def log_retry(self, logger: logging.Logger, event: RetryEvent) -> None:
         reason = (
-            f"status {event.status}" if event.status is not None
-            else type(event.exception).__name__
+            f"status {event.status}" if event.status is not None else type(event.exception).__name__
         )
         logger.warning(
             "retrying %s %s after attempt %d/%d failed (%s) in %.3fs trace_id=%s",
-            event.method, event.url, event.attempt, event.max_attempts, reason,
-            event.delay, event.trace_id,
+            event.method,
+            event.url,
+            event.attempt,
+            event.max_attempts,
+            reason,
+            event.delay,
+            event.trace_id,
             extra={
                 "method": event.method,
                 "url": event.url,
@@ -263,8 +267,14 @@ def classify(exc: Exception) -> Failure | None:
         return Failure.NOT_SENT
     if isinstance(
         exc,
-        (httpx.ReadTimeout, httpx.WriteTimeout, httpx.ReadError, httpx.WriteError,
-         httpx.RemoteProtocolError, httpx.CloseError),
+        (
+            httpx.ReadTimeout,
+            httpx.WriteTimeout,
+            httpx.ReadError,
+            httpx.WriteError,
+            httpx.RemoteProtocolError,
+            httpx.CloseError,
+        ),
     ):
         return Failure.SENT
     return None
