@@ -1,0 +1,52 @@
+"""The benchmark script still runs: tiny counts, the python server, no timings asserted."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+RUN = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_benchmark_quick_run_prints_the_table() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(RUN),
+            "--quick",
+            "--server=python",
+            "--requests=20",
+            "--rounds=1",
+            "--sections=table,outage,import",
+            "--outage-calls=200",
+            "--import-runs=1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "Server: python at http://127.0.0.1:" in out
+    assert "| body | in flight | client | median req/s |" in out
+    for label in (
+        "HTTPAio pool (default engine)",
+        "HTTPAio pool on httpx.AsyncHTTPTransport",
+        "httpx.AsyncClient (default transport)",
+        "aiohttp.ClientSession",
+        "HTTP pool (sync)",
+        "httpx.Client (sync)",
+        "requests.Session (sync)",
+    ):
+        assert f"| {label} |" in out, label
+    if importlib.util.find_spec("httpx_aiohttp") is not None:
+        assert "| httpx.AsyncClient over httpx-aiohttp |" in out
+    assert "### Ratios" in out
+    assert "## Retry amplification" in out
+    assert "## Import time" in out
