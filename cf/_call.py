@@ -12,7 +12,6 @@ import random
 import ssl
 import time
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any, TypedDict
 
 import httpx
@@ -121,30 +120,74 @@ _BUILD = ("content", "data", "files", "json", "params", "headers", "cookies", "e
 _REPLAYABLE_STREAMS = (httpx.ByteStream,)
 
 
-@dataclass(slots=True)
 class Call:
     """A planned call: one request, sent up to `policy.max_attempts` times."""
 
-    method: str
-    request: httpx.Request
-    policy: RetryPolicy
-    timeout: httpx.Timeout
-    deadline: float | None
-    trace: TraceInfo | None
-    on_retry: Callable[[RetryEvent], object] | None
-    budget: RetryBudget | None
-    follow_redirects: Any
-    auth: Any
-    replayable: bool
-    idempotency_key: bool
-    engine_key: tuple[tuple[str, Any], ...] | None
-    clock: Callable[[], float]
-    random: Callable[[], float]
-    started: float = 0.0
-    attempts: int = 0
-    trace_id: str | None = None
-    # Set by a send_once hook (OAuth's 401 replay) to make the current attempt the last.
-    final: bool = False
+    __slots__ = (
+        "attempts",
+        "auth",
+        "budget",
+        "clock",
+        "deadline",
+        "direct",
+        "engine_key",
+        "final",
+        "follow_redirects",
+        "idempotency_key",
+        "method",
+        "on_retry",
+        "policy",
+        "random",
+        "replayable",
+        "request",
+        "started",
+        "timeout",
+        "trace",
+        "trace_id",
+    )
+
+    def __init__(
+        self,
+        *,
+        method: str,
+        request: httpx.Request,
+        policy: RetryPolicy,
+        timeout: httpx.Timeout,
+        deadline: float | None,
+        trace: TraceInfo | None,
+        on_retry: Callable[[RetryEvent], object] | None,
+        budget: RetryBudget | None,
+        follow_redirects: Any,
+        auth: Any,
+        replayable: bool,
+        idempotency_key: bool,
+        engine_key: tuple[tuple[str, Any], ...] | None,
+        clock: Callable[[], float],
+        random: Callable[[], float],
+        direct: bool = False,
+    ) -> None:
+        self.method = method
+        self.request = request
+        self.policy = policy
+        self.timeout = timeout
+        self.deadline = deadline
+        self.trace = trace
+        self.on_retry = on_retry
+        self.budget = budget
+        self.follow_redirects = follow_redirects
+        self.auth = auth
+        self.replayable = replayable
+        self.idempotency_key = idempotency_key
+        self.engine_key = engine_key
+        self.clock = clock
+        self.random = random
+        # True: send straight to the transport (no auth flow, redirects or hooks to run).
+        self.direct = direct
+        self.started = 0.0
+        self.attempts = 0
+        self.trace_id: str | None = None
+        # Set by a send_once hook (OAuth's 401 replay) to make the current attempt the last.
+        self.final = False
 
     @property
     def url(self) -> str:
@@ -286,38 +329,56 @@ def plan_call(
     method: str,
     url: httpx.URL | str,
     options: Mapping[str, Any],
+    *,
+    preload: bool = False,
 ) -> Call:
-    """Validate a call's options and build its request; raises before any I/O."""
-    unknown = options.keys() - _KNOWN
-    if unknown:
-        raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
-    if not isinstance(method, str) or not method.isascii() or not method.isalpha():
-        raise ValueError(f"invalid HTTP method {method!r}")
-    method = method.upper()
+    """Validate a call's options and build its request; raises before any I/O.
+
+    `preload`: the caller wants the whole body (not a stream); a transport that
+    knows the `cf_preload` extension may read it in one go.
+    """
+    if options:
+        unknown = options.keys() - _KNOWN
+        if unknown:
+            raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
+    if method not in _METHODS:
+        method = _check_method(method)
+    target = _target_url(client, defaults, url, options)
     get = options.get
-    base_url = get("base_url", UNSET)
-    target = check_url(url, client.base_url if base_url is UNSET else httpx.URL(base_url))
-    policy = make_policy(defaults.policy, options) if options else defaults.policy
+    policy = defaults.policy
     timeout = defaults.timeout
-    if "timeout" in options:
-        timeout = check_timeout(options["timeout"])
     deadline = defaults.deadline
-    if "deadline" in options:
-        deadline = check_deadline(options["deadline"])
-    trace = get("trace", defaults.trace)
-    if trace is not None and not isinstance(trace, TraceInfo):
-        raise TypeError(f"trace must be a TraceInfo, not {type(trace).__name__}")
-    on_retry = get("on_retry", defaults.on_retry)
-    if on_retry is not None and not callable(on_retry):
-        raise TypeError("on_retry must be callable")
-    build = {k: options[k] for k in _BUILD if k in options}
-    if "headers" in build:
-        build["headers"] = check_headers(build["headers"])
-    try:
-        request = client.build_request(method, target, timeout=timeout, **build)
-    except httpx.InvalidURL as exc:
-        raise ValueError(f"invalid URL {str(url)!r}: {exc}") from None
-    engine = tuple((k, options[k]) for k in ENGINE_OPTIONS if k in options)
+    trace = defaults.trace
+    on_retry = defaults.on_retry
+    if options:
+        policy = make_policy(policy, options)
+        if "timeout" in options:
+            timeout = check_timeout(options["timeout"])
+        if "deadline" in options:
+            deadline = check_deadline(options["deadline"])
+        trace = get("trace", trace)
+        if trace is not None and not isinstance(trace, TraceInfo):
+            raise TypeError(f"trace must be a TraceInfo, not {type(trace).__name__}")
+        on_retry = get("on_retry", on_retry)
+        if on_retry is not None and not callable(on_retry):
+            raise TypeError("on_retry must be callable")
+    request = _build_request(client, defaults, method, target, timeout, options)
+    if preload:
+        request.extensions["cf_preload"] = True
+    follow_redirects = get("follow_redirects", httpx.USE_CLIENT_DEFAULT)
+    auth = get("auth", httpx.USE_CLIENT_DEFAULT)
+    engine = tuple((k, options[k]) for k in ENGINE_OPTIONS if k in options) if options else ()
+    direct = (
+        defaults.direct
+        and not engine
+        and auth is httpx.USE_CLIENT_DEFAULT
+        and not (
+            client.follow_redirects
+            if follow_redirects is httpx.USE_CLIENT_DEFAULT
+            else follow_redirects
+        )
+    )
+    stream = request.stream
     return Call(
         method=method,
         request=request,
@@ -327,14 +388,77 @@ def plan_call(
         trace=trace,
         on_retry=on_retry,
         budget=defaults.budget,
-        follow_redirects=get("follow_redirects", httpx.USE_CLIENT_DEFAULT),
-        auth=get("auth", httpx.USE_CLIENT_DEFAULT),
-        replayable=isinstance(request.stream, _REPLAYABLE_STREAMS) or _is_multipart(request),
+        follow_redirects=follow_redirects,
+        auth=auth,
+        replayable=type(stream) is httpx.ByteStream or _is_multipart(request),
         idempotency_key="idempotency-key" in request.headers,
         engine_key=engine or None,
         clock=defaults.clock or time.monotonic,
         random=defaults.random or random.random,
+        direct=direct,
     )
+
+
+_METHODS = {"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE", "TRACE"}
+
+
+def _check_method(method: object) -> str:
+    if not isinstance(method, str) or not method.isascii() or not method.isalpha():
+        raise ValueError(f"invalid HTTP method {method!r}")
+    return method.upper()
+
+
+def _target_url(
+    client: httpx.AsyncClient | httpx.Client,
+    defaults: Defaults,
+    url: httpx.URL | str,
+    options: Mapping[str, Any],
+) -> httpx.URL:
+    """The absolute URL, checked; parsed strings are cached per client."""
+    if "base_url" in options:
+        return check_url(url, httpx.URL(options["base_url"]))
+    if type(url) is not str:
+        return check_url(url, client.base_url)
+    cache = defaults.urls
+    target = cache.get(url)
+    if target is None:
+        target = check_url(url, client.base_url)
+        if len(cache) >= _MAX_CACHED_URLS:
+            cache.clear()
+        cache[url] = target
+    return target
+
+
+_MAX_CACHED_URLS = 512
+
+
+def _build_request(
+    client: httpx.AsyncClient | httpx.Client,
+    defaults: Defaults,
+    method: str,
+    url: httpx.URL,
+    timeout: httpx.Timeout,
+    options: Mapping[str, Any],
+) -> httpx.Request:
+    """What `client.build_request` builds, without its work when there is nothing to merge."""
+    build = {k: options[k] for k in _BUILD if k in options} if options else {}
+    if "headers" in build:
+        build["headers"] = check_headers(build["headers"])
+    try:
+        if "params" in build or "cookies" in build or client.params or client.cookies:
+            return client.build_request(method, url, timeout=timeout, **build)
+        headers = client.headers
+        if "headers" in build:
+            headers = headers.copy()
+            headers.update(build.pop("headers"))
+        extensions = {
+            "timeout": defaults.timeout_dict if timeout is defaults.timeout else timeout.as_dict()
+        }
+        if "extensions" in build:
+            extensions.update(build.pop("extensions"))
+        return httpx.Request(method, url, headers=headers, extensions=extensions, **build)
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"invalid URL {str(url)!r}: {exc}") from None
 
 
 def _is_multipart(request: httpx.Request) -> bool:

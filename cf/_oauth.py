@@ -20,8 +20,6 @@ from typing import Any, Literal
 from urllib.parse import quote_plus
 
 import httpx
-from oauthlib.oauth2 import BackendApplicationClient
-from oauthlib.oauth2.rfc6749.errors import OAuth2Error
 
 from cf._options import check_url
 from cf._redact import redact_text, redact_url, register_secret
@@ -153,11 +151,20 @@ def _json_object(body: bytes) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def _oauthlib() -> tuple[Any, Any]:
+    """oauthlib, imported on first use: `import cf` stays quick."""
+    from oauthlib.oauth2 import BackendApplicationClient
+    from oauthlib.oauth2.rfc6749.errors import OAuth2Error
+
+    return BackendApplicationClient, OAuth2Error
+
+
 def parse_error_response(body: bytes) -> TokenProblem | None:
     """The RFC 6749 5.2 error (`error`, `error_description`) in a token endpoint answer, if any."""
     params = _json_object(body)
     if params is None or "error" not in params:
         return None
+    BackendApplicationClient, OAuth2Error = _oauthlib()
     try:
         BackendApplicationClient("").parse_request_body_response(json.dumps(params))
     except OAuth2Error as exc:
@@ -202,6 +209,7 @@ def parse_token_response(
     access_token = params.get("access_token")
     if isinstance(access_token, str):
         register_secret(access_token)
+    BackendApplicationClient, OAuth2Error = _oauthlib()
     client = BackendApplicationClient(client_id)
     try:
         client.parse_request_body_response(json.dumps(params), scope=requested_scope)
@@ -373,7 +381,7 @@ class OAuthConfig:
         if audience:
             kwargs["audience"] = audience
         kwargs.update(extras)
-        client = BackendApplicationClient(client_id)
+        client = _oauthlib()[0](client_id)
         headers = [
             ("Content-Type", "application/x-www-form-urlencoded"),
             ("Accept", "application/json"),

@@ -144,3 +144,8 @@ class Defaults:
     budget: RetryBudget | None = None
     clock: Callable[[], float] | None = None
     random: Callable[[], float] | None = None
+    # Derived by the client: whether calls may skip httpx's auth/redirect/hook
+    # machinery, the timeout as httpx's extension dict, and parsed URLs by string.
+    direct: bool = False
+    timeout_dict: dict[str, float | None] = field(default_factory=dict)
+    urls: dict[str, httpx.URL] = field(default_factory=dict)

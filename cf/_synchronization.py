@@ -7,12 +7,16 @@ generated sync code needs no other change.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import Callable, Coroutine
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+# asyncio is imported where it is used: the sync client never needs it, and
+# `import cf.infrastructure.http_aio` stays quick (see benchmarks/README.md).
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = [
     "AsyncEvent",
@@ -29,6 +33,8 @@ T = TypeVar("T")
 
 
 async def async_sleep(seconds: float) -> None:
+    import asyncio
+
     await asyncio.sleep(seconds)
 
 
@@ -40,6 +46,8 @@ class AsyncLock:
     """An asyncio lock; may be created outside a running loop."""
 
     def __init__(self) -> None:
+        import asyncio
+
         self._lock = asyncio.Lock()
 
     async def __aenter__(self) -> None:
@@ -74,6 +82,8 @@ class Lock:
 
 class AsyncEvent:
     def __init__(self) -> None:
+        import asyncio
+
         self._event = asyncio.Event()
 
     def set(self) -> None:
@@ -116,6 +126,8 @@ class AsyncSingleFlight(Generic[T]):
     async def run(
         self, fn: Callable[[], Coroutine[Any, Any, T]], timeout: float | None = None
     ) -> T:
+        import asyncio
+
         task = self._task
         if task is None or task.done() or task.get_loop() is not asyncio.get_running_loop():
             task = asyncio.get_running_loop().create_task(fn())

@@ -37,6 +37,7 @@ SUBS: list[tuple[str, str]] = [
     ("AbstractAsyncContextManager", "AbstractContextManager"),
     ("AsyncClient", "Client"),
     ("AsyncByteStream", "SyncByteStream"),
+    ("handle_async_request", "handle_request"),
     ("AsyncLock", "Lock"),
     ("async_sleep", "sleep"),
     ("async_default_transport", "sync_default_transport"),

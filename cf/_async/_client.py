@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import time
+from datetime import timedelta
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-from typing_extensions import Self, Unpack
 
 from cf._async._pool import HTTPAioPool
 from cf._async._send import send_with_retries
@@ -32,9 +33,13 @@ from cf._trace import TraceInfo
 from cf._transports._default import async_default_transport
 from cf.loggingutils import get_logger
 
+if TYPE_CHECKING:
+    from typing_extensions import Self, Unpack
+
 __all__ = ["HTTPAio"]
 
 logger = get_logger("cf.infrastructure.http_aio")
+_httpx_logger = logging.getLogger("httpx")
 
 _DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 _HTTPX_CLIENT_OPTIONS = (
@@ -76,16 +81,9 @@ class HTTPAio:
         on_retry = options.get("on_retry")
         if on_retry is not None and not callable(on_retry):
             raise TypeError("on_retry must be callable")
-        self._defaults = Defaults(
-            policy=make_policy(None, options),
-            timeout=check_timeout(options.get("timeout", DEFAULT_TIMEOUT)),
-            deadline=check_deadline(options.get("deadline")),
-            trace=trace,
-            on_retry=on_retry,
-            budget=budget,
-            clock=clock,
-            random=options.get("random", random.random),
-        )
+        timeout = check_timeout(options.get("timeout", DEFAULT_TIMEOUT))
+        policy = make_policy(None, options)
+        deadline = check_deadline(options.get("deadline"))
         self._sleep: Callable[[float], Any] = options.get("sleep", async_sleep)
         self._options: dict[str, Any] = {
             k: v for k, v in options.items() if k in _HTTPX_CLIENT_OPTIONS
@@ -98,8 +96,22 @@ class HTTPAio:
             k: v for k, v in options.items() if k in ENGINE_OPTIONS
         }
         self._limits = options.get("limits", _DEFAULT_LIMITS)
-        self._client = self._make_client(self._engine_options)
+        self._client = self._make_client(self._engine_options, timeout)
         self._engines: dict[tuple[tuple[str, Any], ...], httpx.AsyncClient] = {}
+        client = self._client
+        self._defaults = Defaults(
+            policy=policy,
+            timeout=timeout,
+            deadline=deadline,
+            trace=trace,
+            on_retry=on_retry,
+            budget=budget,
+            clock=clock,
+            random=options.get("random", random.random),
+            direct=client.auth is None and not any(client.event_hooks.values()),
+            timeout_dict=timeout.as_dict(),
+        )
+        self._default_encoding = options.get("default_encoding")
 
     # Creation ---------------------------------------------------------------
 
@@ -118,7 +130,9 @@ class HTTPAio:
         options["limits"] = httpx.Limits(max_connections=size, max_keepalive_connections=size)
         return HTTPAioPool(cls(**options), size)
 
-    def _make_client(self, engine: dict[str, Any]) -> httpx.AsyncClient:
+    def _make_client(
+        self, engine: dict[str, Any], timeout: httpx.Timeout | None = None
+    ) -> httpx.AsyncClient:
         transport = engine.get("transport")
         if transport is None:
             transport = async_default_transport(
@@ -130,7 +144,7 @@ class HTTPAio:
                 limits=self._limits,
             )
         return httpx.AsyncClient(
-            timeout=self._defaults.timeout, transport=transport, **self._options
+            timeout=timeout or self._defaults.timeout, transport=transport, **self._options
         )
 
     def _engine(self, key: tuple[tuple[str, Any], ...]) -> httpx.AsyncClient:
@@ -153,7 +167,7 @@ class HTTPAio:
         self, method: str, url: httpx.URL | str, **options: Unpack[RequestOptions]
     ) -> httpx.Response:
         """Send a request with retries; the body is read before it returns."""
-        call = plan_call(self._client, self._defaults, method, url, options)
+        call = plan_call(self._client, self._defaults, method, url, options, preload=True)
         return await send_with_retries(
             self._send_once, call, stream=False, sleep=self._sleep, logger=logger
         )
@@ -178,10 +192,35 @@ class HTTPAio:
             await response.aclose()
 
     async def _send_once(self, call: Call) -> httpx.Response:
+        if call.direct:
+            return await self._send_direct(call.request)
         client = self._client if call.engine_key is None else self._engine(call.engine_key)
         return await client.send(
             call.request, stream=True, auth=call.auth, follow_redirects=call.follow_redirects
         )
+
+    async def _send_direct(self, request: httpx.Request) -> httpx.Response:
+        """What `httpx.AsyncClient.send` does for a request with no auth flow, no
+        redirects to follow and no event hooks, without its generators and wrappers."""
+        client = self._client
+        started = time.perf_counter()
+        response = await client._transport_for_url(request.url).handle_async_request(request)
+        response.request = request
+        response.elapsed = timedelta(seconds=time.perf_counter() - started)
+        if self._default_encoding is not None:
+            response.default_encoding = self._default_encoding
+        if "set-cookie" in response.headers:
+            client.cookies.extract_cookies(response)
+        if _httpx_logger.isEnabledFor(logging.INFO):
+            _httpx_logger.info(
+                'HTTP Request: %s %s "%s %d %s"',
+                request.method,
+                request.url,
+                response.http_version,
+                response.status_code,
+                response.reason_phrase,
+            )
+        return response
 
     async def get(self, url: httpx.URL | str, **options: Unpack[RequestOptions]) -> httpx.Response:
         return await self.request("GET", url, **options)

@@ -13,9 +13,9 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 import httpx
-from typing_extensions import Self, Unpack
 
 from cf._async._client import HTTPAio
 from cf._async._pool import HTTPAioPool
@@ -35,6 +35,9 @@ from cf._oauth import (
 )
 from cf._redact import redact_text, redact_url
 from cf.loggingutils import get_logger
+
+if TYPE_CHECKING:
+    from typing_extensions import Self, Unpack
 
 __all__ = ["OAuthHTTPAio"]
 

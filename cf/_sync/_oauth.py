@@ -14,9 +14,9 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 import httpx
-from typing_extensions import Self, Unpack
 
 from cf._sync._client import HTTP
 from cf._sync._pool import HTTPPool
@@ -36,6 +36,9 @@ from cf._oauth import (
 )
 from cf._redact import redact_text, redact_url
 from cf.loggingutils import get_logger
+
+if TYPE_CHECKING:
+    from typing_extensions import Self, Unpack
 
 __all__ = ["OAuthHTTP"]
 

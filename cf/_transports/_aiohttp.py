@@ -308,16 +308,44 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                     raise mapped from exc
             raise
 
+        stream: httpx.AsyncByteStream
+        if request.extensions.get("cf_preload"):
+            # The caller reads the whole body anyway: one read() beats a chunk loop.
+            stream = await self._read_body(response, request, gate)
+        else:
+            stream = _ResponseStream(response, request, gate)
         return httpx.Response(
             response.status,
             headers=response.raw_headers,
-            stream=_ResponseStream(response, request, gate),
+            stream=stream,
             request=request,
             extensions={
                 "http_version": b"HTTP/1.0" if response.version == (1, 0) else b"HTTP/1.1",
                 "reason_phrase": (response.reason or "").encode("latin-1", "replace"),
             },
         )
+
+    @staticmethod
+    async def _read_body(
+        response: aiohttp.ClientResponse,
+        request: httpx.Request,
+        gate: asyncio.Semaphore | None,
+    ) -> httpx.ByteStream:
+        """The whole body, the connection released: for calls that read it all."""
+        try:
+            body = await response.read()
+        except BaseException as exc:
+            response.close()
+            if isinstance(exc, Exception):
+                mapped = _map_exception(exc, request)
+                if mapped is not exc:
+                    raise mapped from exc
+            raise
+        finally:
+            if gate is not None:
+                gate.release()
+        response.release()
+        return httpx.ByteStream(body)
 
     async def aclose(self) -> None:
         state, self._state = self._state, None

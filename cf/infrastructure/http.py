@@ -1,5 +1,7 @@
 """The sync client: `HTTP`, `OAuthHTTP`, their pools and exceptions (generated code)."""
 
+from typing import TYPE_CHECKING, Any
+
 from cf._backoff import RetryBudget, RetryEvent, RetryPolicy
 from cf._exceptions import (
     HTTPAioException,
@@ -12,8 +14,11 @@ from cf._exceptions import (
     HTTPTransportError,
     OAuthError,
 )
-from cf._oauth import Token
-from cf._sync import HTTP, HTTPPool, InMemoryTokenStore, OAuthHTTP, TokenStore
+from cf._sync import HTTP, HTTPPool
+
+if TYPE_CHECKING:
+    from cf._oauth import Token
+    from cf._sync import InMemoryTokenStore, OAuthHTTP, TokenStore
 
 __all__ = [
     "HTTP",
@@ -35,3 +40,20 @@ __all__ = [
     "Token",
     "TokenStore",
 ]
+
+
+# OAuth loads on first use: importing the plain client does not import oauthlib.
+_LAZY = {
+    "OAuthHTTP": "cf._sync",
+    "InMemoryTokenStore": "cf._sync",
+    "TokenStore": "cf._sync",
+    "Token": "cf._oauth",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -454,3 +454,32 @@ async def test_pool_and_client_close() -> None:
         assert not client.is_closed
     await pool.aclose()
     assert client.is_closed
+
+
+async def test_cookies_persist_and_elapsed_is_set() -> None:
+    seen: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("cookie"))
+        return httpx.Response(200, headers={"Set-Cookie": "session=abc; Path=/"}, text="ok")
+
+    async with HTTPAio.create(transport=httpx.MockTransport(handler)) as client:
+        first = await client.get("http://api.test/a")
+        await client.get("http://api.test/b")
+    assert seen == [None, "session=abc"]
+    assert first.elapsed.total_seconds() >= 0
+    assert first.request.url == "http://api.test/a"
+
+
+async def test_default_encoding_and_event_hooks_are_honoured(server: AppServer) -> None:
+    events: list[str] = []
+
+    async def hook(request: httpx.Request) -> None:
+        events.append(request.method)
+
+    async with HTTPAio.create(
+        default_encoding="latin-1", event_hooks={"request": [hook]}
+    ) as client:
+        response = await client.get(f"{server.url}/status/200")
+    assert events == ["GET"]
+    assert response.status_code == 200

@@ -455,3 +455,32 @@ def test_pool_and_client_close() -> None:
         assert not client.is_closed
     pool.close()
     assert client.is_closed
+
+
+def test_cookies_persist_and_elapsed_is_set() -> None:
+    seen: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("cookie"))
+        return httpx.Response(200, headers={"Set-Cookie": "session=abc; Path=/"}, text="ok")
+
+    with HTTP.create(transport=httpx.MockTransport(handler)) as client:
+        first = client.get("http://api.test/a")
+        client.get("http://api.test/b")
+    assert seen == [None, "session=abc"]
+    assert first.elapsed.total_seconds() >= 0
+    assert first.request.url == "http://api.test/a"
+
+
+def test_default_encoding_and_event_hooks_are_honoured(server: AppServer) -> None:
+    events: list[str] = []
+
+    def hook(request: httpx.Request) -> None:
+        events.append(request.method)
+
+    with HTTP.create(
+        default_encoding="latin-1", event_hooks={"request": [hook]}
+    ) as client:
+        response = client.get(f"{server.url}/status/200")
+    assert events == ["GET"]
+    assert response.status_code == 200
