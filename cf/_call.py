@@ -25,7 +25,6 @@ from cf._exceptions import (
 )
 from cf._options import (
     ENGINE_OPTIONS,
-    UNSET,
     Defaults,
     check_deadline,
     check_headers,

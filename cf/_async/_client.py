@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import random
 import time
-from datetime import timedelta
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 

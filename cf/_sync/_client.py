@@ -6,9 +6,9 @@ from __future__ import annotations
 import logging
 import random
 import time
-from datetime import timedelta
 from collections.abc import Iterator, Callable
 from contextlib import contextmanager
+from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
