@@ -308,13 +308,14 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                     raise mapped from exc
             raise
 
+        preload = request.extensions.get("cf_preload")
         stream: httpx.AsyncByteStream
-        if request.extensions.get("cf_preload"):
+        if preload:
             # The caller reads the whole body anyway: one read() beats a chunk loop.
             stream = await self._read_body(response, request, gate)
         else:
             stream = _ResponseStream(response, request, gate)
-        return httpx.Response(
+        result = httpx.Response(
             response.status,
             headers=response.raw_headers,
             stream=stream,
@@ -324,6 +325,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 "reason_phrase": (response.reason or "").encode("latin-1", "replace"),
             },
         )
+        if preload:
+            result.read()  # in memory already: decode it now, without async generators
+        return result
 
     @staticmethod
     async def _read_body(
