@@ -32,7 +32,7 @@ from cf._options import (
     check_url,
     make_policy,
 )
-from cf._redact import redact_url
+from cf._redact import redact_text, redact_url
 from cf._trace import TraceInfo, otel_headers
 from cf.loggingutils import install_redaction
 
@@ -241,7 +241,10 @@ class Call:
             cls = HTTPAioTimeoutError
         elif isinstance(exc, httpx.TransportError):
             cls = HTTPAioTransportError
-        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        # httpx's and aiohttp's messages may quote a URL or a header: redact them too.
+        reason = (
+            f"{type(exc).__name__}: {redact_text(str(exc))}" if str(exc) else type(exc).__name__
+        )
         if stop not in (None, Stop.ATTEMPTS_EXHAUSTED, Stop.NOT_RETRYABLE):
             reason += f" ({stop.value})"
         return cls(reason, **self._details(stop))
