@@ -45,14 +45,33 @@ _SECRET_NAMES = frozenset({"code", "authcode", "authorizationcode", "devicecode"
 # OAuth parameters that name a secret without being one.
 _PUBLIC_NAMES = frozenset({"tokentype", "tokentypehint"})
 
-_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
-_WORD_SPLIT = re.compile(r"[^a-z0-9]+")
+
+class _LazyPattern:
+    """A regular expression compiled on first use: `import cf` stays quick."""
+
+    __slots__ = ("_compiled", "_flags", "_source")
+
+    def __init__(self, source: str, flags: int = 0) -> None:
+        self._source = source
+        self._flags = flags
+        self._compiled: re.Pattern[str] | None = None
+
+    @property
+    def compiled(self) -> re.Pattern[str]:
+        pattern = self._compiled
+        if pattern is None:
+            pattern = self._compiled = re.compile(self._source, self._flags)
+        return pattern
+
+
+_CAMEL = _LazyPattern(r"(?<=[a-z0-9])(?=[A-Z])")
+_WORD_SPLIT = _LazyPattern(r"[^a-z0-9]+")
 
 
 @lru_cache(maxsize=1024)
 def _is_secret_name(name: str) -> bool:
-    lowered = _CAMEL.sub("_", unquote_plus(name).strip()).lower()
-    words = [w for w in _WORD_SPLIT.split(lowered) if w]
+    lowered = _CAMEL.compiled.sub("_", unquote_plus(name).strip()).lower()
+    words = [w for w in _WORD_SPLIT.compiled.split(lowered) if w]
     flat = "".join(words)
     if flat in _PUBLIC_NAMES:
         return False
@@ -125,8 +144,8 @@ def _redact_registered(text: str) -> str:
 
 # --- URLs ----------------------------------------------------------------------------------
 
-_PARAM_SEP = re.compile(r"([&;])")
-_FRAGMENT_SEP = re.compile(r"([&;?/])")
+_PARAM_SEP = _LazyPattern(r"([&;])")
+_FRAGMENT_SEP = _LazyPattern(r"([&;?/])")
 
 
 def _redact_params(params: str, sep: re.Pattern[str]) -> str:
@@ -163,9 +182,11 @@ def _redact_url_structure(url: str) -> str:
                 userinfo = REDACTED  # a lone token (https://TOKEN@host) is a credential
             rest = rest[:authority_start] + userinfo + rest[at:]
     if qmark:
-        query = _redact_params(query, _PARAM_SEP)
+        query = _redact_params(query, _PARAM_SEP.compiled)
     if hash_:
-        fragment = _redact_params(fragment, _FRAGMENT_SEP)  # implicit-flow tokens live here
+        fragment = _redact_params(
+            fragment, _FRAGMENT_SEP.compiled
+        )  # implicit-flow tokens live here
     return f"{rest}{qmark}{query}{hash_}{fragment}"
 
 
@@ -196,14 +217,14 @@ _SECRET_HEADERS = frozenset(
 )
 _SCHEME_HEADERS = frozenset({"authorization", "proxy-authorization"})
 _SECRET_HEADER_PARTS = ("secret", "token", "password", "api-key", "api_key", "apikey")
-_SCHEME = re.compile(r"^\s*([A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*)\s+\S")
+_SCHEME = _LazyPattern(r"^\s*([A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*)\s+\S")
 
 
 def _redact_header_value(name: str, value: str) -> str:
     lowered = name.strip().lower()
     if lowered in _SECRET_HEADERS or any(p in lowered for p in _SECRET_HEADER_PARTS):
         if lowered in _SCHEME_HEADERS:
-            match = _SCHEME.match(value)
+            match = _SCHEME.compiled.match(value)
             if match:
                 return f"{match.group(1)} {REDACTED}"
         return REDACTED
@@ -259,20 +280,20 @@ def redact_headers(headers: object) -> list[tuple[str, str]]:
 # --- free text -----------------------------------------------------------------------------
 
 # Quick rejection: text without any of these needs only the registered-secret pass.
-_TRIGGER = re.compile(
+_TRIGGER = _LazyPattern(
     r"//|@|bearer|basic|auth|token|secret|pass|pwd|cookie|api|sig|credential|session",
     re.IGNORECASE,
 )
-_URL = re.compile(r"(?:\b[A-Za-z][A-Za-z0-9+.-]{0,30}:)?//[^\s\"'<>`]+")
+_URL = _LazyPattern(r"(?:\b[A-Za-z][A-Za-z0-9+.-]{0,30}:)?//[^\s\"'<>`]+")
 # `Authorization: Bearer x` style lines (the value runs to the end of the line).
-_HEADER_LINE = re.compile(
+_HEADER_LINE = _LazyPattern(
     r"(?P<name>\b(?:proxy-)?authorization|\b(?:set-)?cookie|\bx-api-key|\bx-auth-token)"
     r"(?P<sep>[ \t]*:[ \t]*)(?P<value>[^\r\n]*)",
     re.IGNORECASE,
 )
-_AUTH_SCHEME = re.compile(r"(?P<scheme>[A-Za-z][\w.-]*)(?P<space>[ \t]+)(?P<rest>.*)")
+_AUTH_SCHEME = _LazyPattern(r"(?P<scheme>[A-Za-z][\w.-]*)(?P<space>[ \t]+)(?P<rest>.*)")
 # `Bearer <token>` / `Basic <b64>` anywhere; "bearer token" and challenge params are prose.
-_BEARER = re.compile(
+_BEARER = _LazyPattern(
     r"\b(?P<scheme>bearer|basic)(?P<space>[ \t]+)"
     r"(?!(?:tokens?|auth\w*|header|scheme|credentials?|realm|error\w*|scope|charset)\b)"
     r"(?P<cred>[A-Za-z0-9\-._~+/]+=*)",
@@ -281,14 +302,14 @@ _BEARER = re.compile(
 _KEY = r"[\w.-]*?(?:token|secret|password|passwd|pwd|passphrase|api[_-]?key|signature|credentials?)"
 _QUOTED = r"\"(?:[^\"\\\r\n]|\\.)*\"|'(?:[^'\\\r\n]|\\.)*'"
 # JSON / repr style: `"access_token": "x"`, `'password': 'x'`, `("authorization", "Bearer x")`.
-_QUOTED_PAIR = re.compile(
+_QUOTED_PAIR = _LazyPattern(
     r"(?P<q>[\"'])(?P<key>" + _KEY + r"|(?:proxy-)?authorization|(?:set-)?cookie)(?P=q)"
     r"(?P<sep>[ \t]*[:=][ \t]*|[ \t]*,[ \t]*(?=(?:" + _QUOTED + r")[ \t]*\)))"
     r"(?P<value>" + _QUOTED + r")",
     re.IGNORECASE,
 )
 # Form / query / repr style: `access_token=x&`, `password='x'` (up to &, whitespace or quote).
-_FORM_PAIR = re.compile(
+_FORM_PAIR = _LazyPattern(
     r"(?<![\w.-])(?P<key>" + _KEY + r")(?P<sep>[ \t]*=[ \t]*)"
     r"(?P<value>" + _QUOTED + r"|[^&\s\"']+)",
     re.IGNORECASE,
@@ -300,7 +321,7 @@ def _sub_header_line(match: re.Match[str]) -> str:
     if not value.strip():
         return match.group(0)
     if name.lower().endswith("authorization"):
-        scheme = _AUTH_SCHEME.match(value)
+        scheme = _AUTH_SCHEME.compiled.match(value)
         if scheme and scheme.group("rest"):
             value = f"{scheme.group('scheme')}{scheme.group('space')}{REDACTED}"
         else:
@@ -330,7 +351,7 @@ def _sub_quoted_pair(match: re.Match[str]) -> str:
     quote_char = value[0]
     inner = REDACTED
     if key.lower().endswith("authorization"):
-        scheme = _AUTH_SCHEME.match(value[1:-1])
+        scheme = _AUTH_SCHEME.compiled.match(value[1:-1])
         if scheme and scheme.group("rest"):
             inner = f"{scheme.group('scheme')}{scheme.group('space')}{REDACTED}"
     q = match.group("q")
@@ -361,12 +382,12 @@ def redact_text(text: str) -> str:
     try:
         if not isinstance(text, str):
             text = str(text)
-        if _TRIGGER.search(text):
-            text = _URL.sub(_sub_url, text)
-            text = _HEADER_LINE.sub(_sub_header_line, text)
-            text = _QUOTED_PAIR.sub(_sub_quoted_pair, text)
-            text = _BEARER.sub(_sub_bearer, text)
-            text = _FORM_PAIR.sub(_sub_form_pair, text)
+        if _TRIGGER.compiled.search(text):
+            text = _URL.compiled.sub(_sub_url, text)
+            text = _HEADER_LINE.compiled.sub(_sub_header_line, text)
+            text = _QUOTED_PAIR.compiled.sub(_sub_quoted_pair, text)
+            text = _BEARER.compiled.sub(_sub_bearer, text)
+            text = _FORM_PAIR.compiled.sub(_sub_form_pair, text)
         return _redact_registered(text)
     except Exception:
         return REDACTED
