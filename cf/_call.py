@@ -16,7 +16,15 @@ from typing import Any, TypedDict
 
 import httpx
 
-from cf._backoff import Failure, RetryBudget, RetryEvent, RetryPolicy, Stop
+from cf._backoff import (
+    Failure,
+    RetryBudget,
+    RetryDecision,
+    RetryEvent,
+    RetryPolicy,
+    Stop,
+    decide,
+)
 from cf._exceptions import (
     HTTPAioException,
     HTTPAioStatusError,
@@ -202,16 +210,7 @@ class Call:
         """Before each attempt: attempt timeouts and a fresh trace parent id."""
         self.attempts += 1
         request = self.request
-        timeout = self.timeout
-        remaining = self.remaining()
-        if remaining is not None:
-            timeout = httpx.Timeout(
-                connect=_shrink(timeout.connect, remaining),
-                read=_shrink(timeout.read, remaining),
-                write=_shrink(timeout.write, remaining),
-                pool=_shrink(timeout.pool, remaining),
-            )
-            request.extensions["timeout"] = timeout.as_dict()
+        self.shrink_timeouts()
         if self.trace is not None:
             child = self.trace.child()
             request.headers["traceparent"] = child.traceparent
@@ -225,6 +224,41 @@ class Call:
                 request.headers.update(injected)
                 parent = injected.get("traceparent", "")
                 self.trace_id = parent[3:35] or None
+
+    def decide(
+        self, failure: Failure, status: int | None = None, retry_after: str | None = None
+    ) -> RetryDecision:
+        """Retry the attempt that just failed, or stop: the policy, then the budget."""
+        decision = decide(
+            self.policy,
+            attempt=self.attempts,
+            method=self.method,
+            failure=failure,
+            status=status,
+            idempotency_key=self.idempotency_key,
+            replayable=self.replayable,
+            retry_after=retry_after,
+            remaining=self.remaining(),
+            random=self.random,
+        )
+        if decision.retry and self.final:
+            return RetryDecision(stop=Stop.ATTEMPTS_EXHAUSTED)
+        if decision.retry and self.budget is not None and not self.budget.withdraw():
+            return RetryDecision(stop=Stop.BUDGET)
+        return decision
+
+    def shrink_timeouts(self) -> None:
+        """Fit the attempt's timeouts into what the deadline has left (again after a
+        wait inside the attempt, such as for an OAuth token)."""
+        remaining = self.remaining()
+        if remaining is not None:
+            timeout = self.timeout
+            self.request.extensions["timeout"] = httpx.Timeout(
+                connect=_shrink(timeout.connect, remaining),
+                read=_shrink(timeout.read, remaining),
+                write=_shrink(timeout.write, remaining),
+                pool=_shrink(timeout.pool, remaining),
+            ).as_dict()
 
     # Errors, each stating method, redacted URL, attempts and trace id.
     def status_error(self, response: httpx.Response, stop: Stop | None) -> HTTPAioStatusError:
@@ -373,6 +407,7 @@ def plan_call(
     direct = (
         defaults.direct
         and not engine
+        and not target.userinfo  # httpx's auth flow turns it into Basic auth
         and auth is httpx.USE_CLIENT_DEFAULT
         and not (
             client.follow_redirects
@@ -418,7 +453,10 @@ def _target_url(
 ) -> httpx.URL:
     """The absolute URL, checked; parsed strings are cached per client."""
     if "base_url" in options:
-        return check_url(url, httpx.URL(options["base_url"]))
+        base = check_url(options["base_url"])
+        if not base.raw_path.endswith(b"/"):  # as httpx does for its base_url
+            base = base.copy_with(raw_path=base.raw_path + b"/")
+        return check_url(url, base)
     if type(url) is not str:
         return check_url(url, client.base_url)
     cache = defaults.urls

@@ -376,7 +376,7 @@ class OAuthConfig:
             raise ValueError(f"auth_method must be one of {AUTH_METHODS}, got {auth_method!r}")
         margin = _check_margin(refresh_margin)
 
-        register_secret(secret)
+        register_secret(secret, permanent=True)
         kwargs: dict[str, Any] = {}
         if audience:
             kwargs["audience"] = audience
@@ -393,7 +393,7 @@ class OAuthConfig:
         else:
             body = client.prepare_request_body(scope=scope_value, **kwargs)
             authorization = basic_authorization(client_id, secret)
-            register_secret(authorization.partition(" ")[2])
+            register_secret(authorization.partition(" ")[2], permanent=True)
             headers.append(("Authorization", authorization))
         key_source = json.dumps(
             [str(url), client_id, auth_method, scope_value, audience, sorted(extras.items())]

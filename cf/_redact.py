@@ -89,16 +89,18 @@ _MIN_SECRET_LEN = 6
 _secrets_lock = threading.Lock()
 # secret -> the forms it is matched in; insertion-ordered, so the oldest is evicted first
 _secrets: dict[str, tuple[str, ...]] = {}
+_permanent: dict[str, tuple[str, ...]] = {}  # never evicted
 _secrets_re: re.Pattern[str] | None = None
 _secrets_stale = False  # the pattern is rebuilt lazily, once after a burst of registrations
 
 
-def register_secret(value: str) -> None:
+def register_secret(value: str, *, permanent: bool = False) -> None:
     """Remember a literal secret so that `redact_text` and `redact_url` replace it anywhere.
 
-    Keeps the last 256 values; values shorter than 6 characters are ignored (they
-    would match ordinary text). Its percent-encoded and JSON-escaped forms are
-    matched too.
+    Keeps the last 256 values, plus every `permanent` one (client secrets: they
+    live as long as the process, unlike tokens); values shorter than 6 characters
+    are ignored (they would match ordinary text). Its percent-encoded and
+    JSON-escaped forms are matched too.
     """
     global _secrets_stale
     if not isinstance(value, str) or len(value) < _MIN_SECRET_LEN:
@@ -106,10 +108,13 @@ def register_secret(value: str) -> None:
     forms = {value, quote(value, safe=""), quote_plus(value, safe="")}
     forms.update((json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]))
     with _secrets_lock:
-        _secrets.pop(value, None)
-        _secrets[value] = tuple(forms)
-        while len(_secrets) > _MAX_SECRETS:
-            del _secrets[next(iter(_secrets))]
+        if permanent:
+            _permanent[value] = tuple(forms)
+        else:
+            _secrets.pop(value, None)
+            _secrets[value] = tuple(forms)
+            while len(_secrets) > _MAX_SECRETS:
+                del _secrets[next(iter(_secrets))]
         _secrets_stale = True
 
 
@@ -118,6 +123,7 @@ def _clear_secrets() -> None:
     global _secrets_re, _secrets_stale
     with _secrets_lock:
         _secrets.clear()
+        _permanent.clear()
         _secrets_re, _secrets_stale = None, False
 
 
@@ -126,7 +132,8 @@ def _secrets_pattern() -> re.Pattern[str] | None:
     if _secrets_stale:
         with _secrets_lock:
             if _secrets_stale:
-                forms = {form for secret_forms in _secrets.values() for form in secret_forms}
+                every = (*_secrets.values(), *_permanent.values())
+                forms = {form for secret_forms in every for form in secret_forms}
                 ordered = sorted(forms, key=len, reverse=True)  # longest first: no leftovers
                 _secrets_re = re.compile("|".join(map(re.escape, ordered))) if ordered else None
                 _secrets_stale = False
@@ -134,7 +141,7 @@ def _secrets_pattern() -> re.Pattern[str] | None:
 
 
 def _redact_registered(text: str) -> str:
-    if not _secrets:  # the common case: nothing registered, no lock, no regex
+    if not _secrets and not _permanent:  # the common case: nothing registered, no lock, no regex
         return text
     pattern = _secrets_pattern()
     if pattern is None:

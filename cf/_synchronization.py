@@ -19,9 +19,11 @@ if TYPE_CHECKING:
     import asyncio
 
 __all__ = [
+    "AsyncDeadline",
     "AsyncEvent",
     "AsyncLock",
     "AsyncSingleFlight",
+    "Deadline",
     "Event",
     "Lock",
     "SingleFlight",
@@ -213,3 +215,61 @@ class SingleFlight(Generic[T]):
             with self._lock:
                 self._flight = None
             flight.done.set()
+
+
+class AsyncDeadline:
+    """A hard stop for the enclosed block after `seconds` (None: none).
+
+    `asyncio.timeout` where it exists (Python 3.11+): the block is cancelled at
+    the deadline and `expired` turns True. On 3.10 nothing is added: the
+    per-operation timeouts, shrunk to the deadline, are the only bound.
+    """
+
+    def __init__(self, seconds: float | None) -> None:
+        self._seconds = seconds
+        self._scope: Any = None
+
+    async def __aenter__(self) -> None:
+        if self._seconds is not None:
+            import asyncio
+
+            timeout = getattr(asyncio, "timeout", None)
+            if timeout is not None:
+                self._scope = timeout(self._seconds)
+                await self._scope.__aenter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._scope is not None:
+            await self._scope.__aexit__(exc_type, exc, tb)
+
+    @property
+    def expired(self) -> bool:
+        return self._scope is not None and bool(self._scope.expired())
+
+
+class Deadline:
+    """The sync twin of `AsyncDeadline`: a thread cannot be interrupted, so the
+    per-operation timeouts, shrunk to the deadline, are the only bound."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self._seconds = seconds
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+    @property
+    def expired(self) -> bool:
+        return False

@@ -39,6 +39,7 @@ SUBS: list[tuple[str, str]] = [
     ("AsyncByteStream", "SyncByteStream"),
     ("handle_async_request", "handle_request"),
     ("AsyncLock", "Lock"),
+    ("AsyncDeadline", "Deadline"),
     ("async_sleep", "sleep"),
     ("async_default_transport", "sync_default_transport"),
     ("AsyncSingleFlight", "SingleFlight"),

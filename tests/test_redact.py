@@ -433,3 +433,17 @@ def test_redact_url_never_outputs_a_registered_secret(secret: str, path: str, qu
         f"https://example.com/{path}?{query}&x={secret}#{query}",
     ):
         assert secret not in redact_url(url)
+
+
+def test_permanent_secret_survives_many_tokens() -> None:
+    from cf._redact import _clear_secrets
+
+    register_secret("client-S3cr3tValue!", permanent=True)
+    try:
+        for i in range(300):
+            register_secret(f"access-token-{i:04d}")
+        assert "client-S3cr3tValue!" not in redact_text("oops client-S3cr3tValue!")
+        assert "access-token-0000" in redact_text("oops access-token-0000")  # evicted
+        assert "access-token-0299" not in redact_text("oops access-token-0299")
+    finally:
+        _clear_secrets()

@@ -28,7 +28,7 @@ from cf._options import (
     check_url,
     make_policy,
 )
-from cf._synchronization import async_sleep
+from cf._synchronization import AsyncDeadline, async_sleep
 from cf._trace import TraceInfo
 from cf._transports._default import async_default_transport
 from cf.loggingutils import get_logger
@@ -149,16 +149,15 @@ class HTTPAio:
 
     def _engine(self, key: tuple[tuple[str, Any], ...]) -> httpx.AsyncClient:
         """The client for a call that overrides connection options (cached per set)."""
+        cache_key = key
         try:
-            return self._engines[key]
-        except KeyError:
-            pass
-        except TypeError:  # an unhashable option value: key it by identity
-            key = tuple((k, id(v)) for k, v in key)
-            if key in self._engines:
-                return self._engines[key]
-        client = self._make_client({**self._engine_options, **dict(key)})
-        self._engines[key] = client
+            hash(key)
+        except TypeError:  # an unhashable option value: key the cache by identity
+            cache_key = tuple((k, id(v)) for k, v in key)
+        client = self._engines.get(cache_key)
+        if client is None:
+            client = self._make_client({**self._engine_options, **dict(key)})
+            self._engines[cache_key] = client
         return client
 
     # Requests ---------------------------------------------------------------
@@ -168,9 +167,7 @@ class HTTPAio:
     ) -> httpx.Response:
         """Send a request with retries; the body is read before it returns."""
         call = plan_call(self._client, self._defaults, method, url, options, preload=True)
-        return await send_with_retries(
-            self._send_once, call, stream=False, sleep=self._sleep, logger=logger
-        )
+        return await self._send(call, stream=False)
 
     @asynccontextmanager
     async def stream(
@@ -182,14 +179,29 @@ class HTTPAio:
         you read the body is raised (as an HTTPAioTransportError), not retried.
         """
         call = plan_call(self._client, self._defaults, method, url, options)
-        response = await send_with_retries(
-            self._send_once, call, stream=True, sleep=self._sleep, logger=logger
-        )
+        response = await self._send(call, stream=True)
         response.stream = _GuardedStream(response.stream, call)
         try:
             yield response
         finally:
             await response.aclose()
+
+    async def _send(self, call: Call, *, stream: bool) -> httpx.Response:
+        """The retry loop, under a hard stop at the call's deadline where one is possible."""
+        if call.deadline is None:
+            return await send_with_retries(
+                self._send_once, call, stream=stream, sleep=self._sleep, logger=logger
+            )
+        guard = AsyncDeadline(call.deadline)
+        try:
+            async with guard:
+                return await send_with_retries(
+                    self._send_once, call, stream=stream, sleep=self._sleep, logger=logger
+                )
+        except TimeoutError:
+            if guard.expired:
+                raise call.deadline_error() from None
+            raise
 
     async def _send_once(self, call: Call) -> httpx.Response:
         if call.direct:
@@ -203,6 +215,8 @@ class HTTPAio:
         """What `httpx.AsyncClient.send` does for a request with no auth flow, no
         redirects to follow and no event hooks, without its generators and wrappers."""
         client = self._client
+        if client.is_closed:
+            raise RuntimeError("Cannot send a request, as the client has been closed.")
         started = time.perf_counter()
         response = await client._transport_for_url(request.url).handle_async_request(request)
         response.request = request
@@ -211,6 +225,8 @@ class HTTPAio:
             response.default_encoding = self._default_encoding
         if "set-cookie" in response.headers:
             client.cookies.extract_cookies(response)
+        if response.has_redirect_location:  # as httpx does when not following redirects
+            response.next_request = client._build_redirect_request(request, response)
         if _httpx_logger.isEnabledFor(logging.INFO):
             _httpx_logger.info(
                 'HTTP Request: %s %s "%s %d %s"',

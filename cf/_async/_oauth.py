@@ -200,13 +200,19 @@ class OAuthHTTPAio(HTTPAio):
         response = await super()._send_once(call)
         if response.status_code != 401 or call.final:
             return response
-        await self._tokens.invalidate(token)  # the next call fetches a new one
         if not call.replayable:
+            try:
+                await self._tokens.invalidate(token)  # the next call fetches a new one
+            except BaseException:
+                await response.aclose()
+                raise
             return response
         await response.aclose()
+        await self._tokens.invalidate(token)
+        call.final = True  # one replay, never a loop: its outcome is the call's
+        call.start_attempt()  # an attempt of its own: counted, a fresh trace parent id
         token = await self._token_for(call)
         call.request.headers["Authorization"] = token.authorization
-        call.final = True  # one replay, never a loop: its outcome is the call's
         logger.debug(
             "replaying %s %s once with a new token after a 401",
             call.method,
@@ -222,8 +228,10 @@ class OAuthHTTPAio(HTTPAio):
         except TimeoutError:
             raise call.deadline_error() from None
         remaining = call.remaining()
-        if remaining is not None and remaining <= 0:
-            raise call.deadline_error()
+        if remaining is not None:
+            if remaining <= 0:
+                raise call.deadline_error()
+            call.shrink_timeouts()  # the wait for the token came out of this attempt's time
         return token
 
     async def _fetch_token(self) -> Token:

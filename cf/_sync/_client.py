@@ -29,7 +29,7 @@ from cf._options import (
     check_url,
     make_policy,
 )
-from cf._synchronization import sleep
+from cf._synchronization import Deadline, sleep
 from cf._trace import TraceInfo
 from cf._transports._default import sync_default_transport
 from cf.loggingutils import get_logger
@@ -150,16 +150,15 @@ class HTTP:
 
     def _engine(self, key: tuple[tuple[str, Any], ...]) -> httpx.Client:
         """The client for a call that overrides connection options (cached per set)."""
+        cache_key = key
         try:
-            return self._engines[key]
-        except KeyError:
-            pass
-        except TypeError:  # an unhashable option value: key it by identity
-            key = tuple((k, id(v)) for k, v in key)
-            if key in self._engines:
-                return self._engines[key]
-        client = self._make_client({**self._engine_options, **dict(key)})
-        self._engines[key] = client
+            hash(key)
+        except TypeError:  # an unhashable option value: key the cache by identity
+            cache_key = tuple((k, id(v)) for k, v in key)
+        client = self._engines.get(cache_key)
+        if client is None:
+            client = self._make_client({**self._engine_options, **dict(key)})
+            self._engines[cache_key] = client
         return client
 
     # Requests ---------------------------------------------------------------
@@ -169,9 +168,7 @@ class HTTP:
     ) -> httpx.Response:
         """Send a request with retries; the body is read before it returns."""
         call = plan_call(self._client, self._defaults, method, url, options, preload=True)
-        return send_with_retries(
-            self._send_once, call, stream=False, sleep=self._sleep, logger=logger
-        )
+        return self._send(call, stream=False)
 
     @contextmanager
     def stream(
@@ -183,14 +180,29 @@ class HTTP:
         you read the body is raised (as an HTTPTransportError), not retried.
         """
         call = plan_call(self._client, self._defaults, method, url, options)
-        response = send_with_retries(
-            self._send_once, call, stream=True, sleep=self._sleep, logger=logger
-        )
+        response = self._send(call, stream=True)
         response.stream = _GuardedStream(response.stream, call)
         try:
             yield response
         finally:
             response.close()
+
+    def _send(self, call: Call, *, stream: bool) -> httpx.Response:
+        """The retry loop, under a hard stop at the call's deadline where one is possible."""
+        if call.deadline is None:
+            return send_with_retries(
+                self._send_once, call, stream=stream, sleep=self._sleep, logger=logger
+            )
+        guard = Deadline(call.deadline)
+        try:
+            with guard:
+                return send_with_retries(
+                    self._send_once, call, stream=stream, sleep=self._sleep, logger=logger
+                )
+        except TimeoutError:
+            if guard.expired:
+                raise call.deadline_error() from None
+            raise
 
     def _send_once(self, call: Call) -> httpx.Response:
         if call.direct:
@@ -204,6 +216,8 @@ class HTTP:
         """What `httpx.Client.send` does for a request with no auth flow, no
         redirects to follow and no event hooks, without its generators and wrappers."""
         client = self._client
+        if client.is_closed:
+            raise RuntimeError("Cannot send a request, as the client has been closed.")
         started = time.perf_counter()
         response = client._transport_for_url(request.url).handle_request(request)
         response.request = request
@@ -212,6 +226,8 @@ class HTTP:
             response.default_encoding = self._default_encoding
         if "set-cookie" in response.headers:
             client.cookies.extract_cookies(response)
+        if response.has_redirect_location:  # as httpx does when not following redirects
+            response.next_request = client._build_redirect_request(request, response)
         if _httpx_logger.isEnabledFor(logging.INFO):
             _httpx_logger.info(
                 'HTTP Request: %s %s "%s %d %s"',

@@ -201,13 +201,19 @@ class OAuthHTTP(HTTP):
         response = super()._send_once(call)
         if response.status_code != 401 or call.final:
             return response
-        self._tokens.invalidate(token)  # the next call fetches a new one
         if not call.replayable:
+            try:
+                self._tokens.invalidate(token)  # the next call fetches a new one
+            except BaseException:
+                response.close()
+                raise
             return response
         response.close()
+        self._tokens.invalidate(token)
+        call.final = True  # one replay, never a loop: its outcome is the call's
+        call.start_attempt()  # an attempt of its own: counted, a fresh trace parent id
         token = self._token_for(call)
         call.request.headers["Authorization"] = token.authorization
-        call.final = True  # one replay, never a loop: its outcome is the call's
         logger.debug(
             "replaying %s %s once with a new token after a 401",
             call.method,
@@ -223,8 +229,10 @@ class OAuthHTTP(HTTP):
         except TimeoutError:
             raise call.deadline_error() from None
         remaining = call.remaining()
-        if remaining is not None and remaining <= 0:
-            raise call.deadline_error()
+        if remaining is not None:
+            if remaining <= 0:
+                raise call.deadline_error()
+            call.shrink_timeouts()  # the wait for the token came out of this attempt's time
         return token
 
     def _fetch_token(self) -> Token:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import httpx
 
-from cf._backoff import Failure, RetryDecision, Stop, decide
+from cf._backoff import Failure
 from cf._call import Call, classify
 
 __all__ = ["send_with_retries"]
@@ -54,20 +54,7 @@ def send_with_retries(
             failure = classify(exc)
             if failure is None:
                 raise call.transport_error(exc, None) from exc
-            decision = decide(
-                policy,
-                attempt=call.attempts,
-                method=call.method,
-                failure=failure,
-                idempotency_key=call.idempotency_key,
-                replayable=call.replayable,
-                remaining=call.remaining(),
-                random=call.random,
-            )
-            if decision.retry and call.final:
-                decision = RetryDecision(stop=Stop.ATTEMPTS_EXHAUSTED)
-            if decision.retry and budget is not None and not budget.withdraw():
-                decision = RetryDecision(stop=Stop.BUDGET)
+            decision = call.decide(failure)
             if not decision.retry:
                 raise call.transport_error(exc, decision.stop) from exc
             status, error = None, exc
@@ -76,27 +63,16 @@ def send_with_retries(
                 response.close()
             raise
         else:
-            decision = decide(
-                policy,
-                attempt=call.attempts,
-                method=call.method,
-                failure=Failure.STATUS,
-                status=status,
-                idempotency_key=call.idempotency_key,
-                replayable=call.replayable,
-                retry_after=response.headers.get("retry-after"),
-                remaining=call.remaining(),
-                random=call.random,
-            )
-            if decision.retry and call.final:
-                decision = RetryDecision(stop=Stop.ATTEMPTS_EXHAUSTED)
-            if decision.retry and budget is not None and not budget.withdraw():
-                decision = RetryDecision(stop=Stop.BUDGET)
+            decision = call.decide(Failure.STATUS, status, response.headers.get("retry-after"))
             if not decision.retry:
                 try:
                     response.read()
-                except httpx.HTTPError:
+                except httpx.RequestError as exc:  # the failure response's body broke off
                     response.close()
+                    raise call.transport_error(exc, None) from exc
+                except BaseException:
+                    response.close()
+                    raise
                 raise call.status_error(response, decision.stop)
             response.close()
         event = call.retry_event(decision.delay, status, error)

@@ -23,6 +23,7 @@ from cf.infrastructure.http import (
     OAuthHTTP,
     Token,
 )
+from cf.infrastructure.tracer import TraceInfo
 from tests.helpers import SyncSleeps, run_concurrently_in_threads
 from tests.servers.app import AppServer
 from tests.servers.oauth import SERVER_THREAD_NAME, OAuthServer
@@ -270,13 +271,17 @@ def test_rejected_every_time_raises_when_401_is_a_failure_status(
     oauth_server: OAuthServer,
 ) -> None:
     oauth_server.reject_all_tokens = True
+    trace = TraceInfo.create_new()
     with oauth(oauth_server, retries=5, failure_statuses=[401, 503], **FAST) as client:
         with pytest.raises(HTTPStatusError) as info:
-            client.get(oauth_server.api_url)
+            client.get(oauth_server.api_url, trace=trace)
     assert info.value.status == 401
-    assert info.value.attempts == 1
+    assert info.value.attempts == 2  # the first try and its one replay
     assert oauth_server.api_requests == 2
     assert oauth_server.token_requests == 2
+    parents = [r.header("traceparent") or "" for r in oauth_server.api_request_log]
+    assert {p.split("-")[1] for p in parents} == {trace.trace_id}
+    assert len({p.split("-")[2] for p in parents}) == 2  # the replay has its own parent id
 
 
 def test_non_replayable_body_is_not_replayed(oauth_server: OAuthServer) -> None:
