@@ -36,7 +36,9 @@ from cf._options import (
     Defaults,
     check_deadline,
     check_headers,
+    check_on_retry,
     check_timeout,
+    check_trace,
     check_url,
     make_policy,
 )
@@ -342,7 +344,8 @@ def _shrink(value: float | None, remaining: float) -> float:
 
 def classify(exc: Exception) -> Failure | None:
     """Where a transport failure happened; None: not a failure we ever retry."""
-    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
+    not_sent = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
+    if isinstance(exc, not_sent):
         return Failure.NOT_SENT
     if isinstance(
         exc,
@@ -392,12 +395,8 @@ def plan_call(
             timeout = check_timeout(options["timeout"])
         if "deadline" in options:
             deadline = check_deadline(options["deadline"])
-        trace = get("trace", trace)
-        if trace is not None and not isinstance(trace, TraceInfo):
-            raise TypeError(f"trace must be a TraceInfo, not {type(trace).__name__}")
-        on_retry = get("on_retry", on_retry)
-        if on_retry is not None and not callable(on_retry):
-            raise TypeError("on_retry must be callable")
+        trace = check_trace(get("trace", trace))
+        on_retry = check_on_retry(get("on_retry", on_retry))
     request = _build_request(client, defaults, method, target, timeout, options)
     if preload:
         request.extensions["cf_preload"] = True

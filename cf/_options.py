@@ -23,10 +23,13 @@ __all__ = [
     "UNSET",
     "Defaults",
     "check_deadline",
+    "check_on_retry",
+    "check_trace",
     "check_headers",
     "check_timeout",
     "check_url",
     "make_policy",
+    "pool_limits",
 ]
 
 
@@ -81,6 +84,27 @@ def check_timeout(timeout: Any) -> httpx.Timeout:
     if timeout is None:
         return httpx.Timeout(None)
     return httpx.Timeout(_positive("timeout", timeout))
+
+
+def check_trace(trace: Any) -> TraceInfo | None:
+    if trace is not None and not isinstance(trace, TraceInfo):
+        raise TypeError(f"trace must be a TraceInfo, not {type(trace).__name__}")
+    return trace
+
+
+def check_on_retry(on_retry: Any) -> Callable[[RetryEvent], object] | None:
+    if on_retry is not None and not callable(on_retry):
+        raise TypeError("on_retry must be callable")
+    return on_retry  # type: ignore[no-any-return]
+
+
+def pool_limits(size: Any) -> httpx.Limits:
+    """The connection limits of a pool of `size` (checked)."""
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise TypeError(f"pool size must be an int, not {type(size).__name__}")
+    if size < 1:
+        raise ValueError(f"pool size must be >= 1, got {size}")
+    return httpx.Limits(max_connections=size, max_keepalive_connections=size)
 
 
 def check_deadline(deadline: Any) -> float | None:

@@ -24,12 +24,14 @@ from cf._options import (
     Defaults,
     check_deadline,
     check_headers,
+    check_on_retry,
     check_timeout,
+    check_trace,
     check_url,
     make_policy,
+    pool_limits,
 )
 from cf._synchronization import AsyncDeadline, async_sleep
-from cf._trace import TraceInfo
 from cf._transports._default import async_default_transport
 from cf.loggingutils import get_logger
 
@@ -75,12 +77,8 @@ class HTTPAio:
             budget = RetryBudget(clock=clock)
         elif budget is not None and not isinstance(budget, RetryBudget):
             raise TypeError("retry_budget must be a RetryBudget or None")
-        trace = options.get("trace")
-        if trace is not None and not isinstance(trace, TraceInfo):
-            raise TypeError(f"trace must be a TraceInfo, not {type(trace).__name__}")
-        on_retry = options.get("on_retry")
-        if on_retry is not None and not callable(on_retry):
-            raise TypeError("on_retry must be callable")
+        trace = check_trace(options.get("trace"))
+        on_retry = check_on_retry(options.get("on_retry"))
         timeout = check_timeout(options.get("timeout", DEFAULT_TIMEOUT))
         policy = make_policy(None, options)
         deadline = check_deadline(options.get("deadline"))
@@ -123,11 +121,7 @@ class HTTPAio:
     @classmethod
     def create_pool(cls, size: int, **options: Unpack[ClientOptions]) -> HTTPAioPool[Self]:
         """A pool of `size` connections: `async with pool.item() as client`."""
-        if isinstance(size, bool) or not isinstance(size, int):
-            raise TypeError(f"pool size must be an int, not {type(size).__name__}")
-        if size < 1:
-            raise ValueError(f"pool size must be >= 1, got {size}")
-        options["limits"] = httpx.Limits(max_connections=size, max_keepalive_connections=size)
+        options["limits"] = pool_limits(size)
         return HTTPAioPool(cls(**options), size)
 
     def _make_client(

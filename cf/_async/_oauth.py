@@ -33,6 +33,7 @@ from cf._oauth import (
     parse_token_response,
     scope_changed,
 )
+from cf._options import pool_limits
 from cf._redact import redact_text, redact_url
 from cf.loggingutils import get_logger
 
@@ -154,11 +155,7 @@ class OAuthHTTPAio(HTTPAio):
         **options: Unpack[ClientOptions],
     ) -> HTTPAioPool[Self]:
         """A pool of `size` connections sharing one token: `async with pool.item() as client`."""
-        if isinstance(size, bool) or not isinstance(size, int):
-            raise TypeError(f"pool size must be an int, not {type(size).__name__}")
-        if size < 1:
-            raise ValueError(f"pool size must be >= 1, got {size}")
-        options["limits"] = httpx.Limits(max_connections=size, max_keepalive_connections=size)
+        options["limits"] = pool_limits(size)
         client = cls(
             client_id=client_id,
             client_secret=client_secret,

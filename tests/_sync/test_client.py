@@ -196,7 +196,7 @@ METHODS = [
     pytest.param("POST", {"Idempotency-Key": "k1"}, True, id="POST-idempotency-key"),
     pytest.param("PATCH", {}, False, id="PATCH"),
 ]
-FAULTS = ["refused", "connect-timeout", "read-timeout", "reset-mid-body", "500", "503"]
+FAULTS = ["refused", "connect-timeout", "read-timeout", "reset-mid-body", "500", "503", "429"]
 
 
 @pytest.mark.parametrize("fault", FAULTS)
@@ -224,14 +224,14 @@ def test_safety_matrix(
         url, count = f"{raw_server.url}/reset-mid-body?key=k", raw_server
     else:
         url, count = f"{server.url}/status/{fault}?key=k", server
-    expected = 3 if fault in ("refused", "connect-timeout", "503") or idempotent else 1
+    expected = 3 if fault in ("refused", "connect-timeout", "503", "429") or idempotent else 1
     with HTTP.create(sleep=SyncSleeps(), retries=2, timeout=timeout) as client:
         with pytest.raises(HTTPException) as info:
             client.request(method, url, headers=headers, content=b"body")
     assert info.value.attempts == expected
     if count is not None:
         assert count.hits("k") == expected
-    if fault in ("500", "503"):
+    if fault in ("500", "503", "429"):
         assert isinstance(info.value, HTTPStatusError)
     else:
         assert isinstance(info.value, HTTPTransportError)
