@@ -38,7 +38,7 @@ from cf._redact import redact_text, redact_url
 from cf.loggingutils import get_logger
 
 if TYPE_CHECKING:
-    from typing_extensions import Self, Unpack
+    from typing_extensions import Required, Self, Unpack
 
 __all__ = ["OAuthHTTPAio"]
 
@@ -46,6 +46,22 @@ logger = get_logger("cf.infrastructure.http_aio")
 
 # RFC 6749 5.2 error statuses: retrying them never helps, whatever failure_statuses says.
 _TOKEN_ERROR_STATUSES = frozenset({400, 401})
+
+
+class OAuthClientOptions(ClientOptions, total=False):
+    """The keyword arguments of `OAuthHTTPAio.create()`: the OAuth settings (see
+    `OAuthHTTPAio.__init__`) plus every client option."""
+
+    client_id: Required[str]
+    client_secret: Required[str]
+    authorize_url: Required[str | httpx.URL]
+    scope: str | Iterable[str] | None
+    audience: str | None
+    extra_params: Mapping[str, str] | None
+    auth_method: AuthMethod
+    refresh_margin: float
+    token_store: AsyncTokenStore | None
+    allow_insecure_http: bool
 
 
 class OAuthHTTPAio(HTTPAio):
@@ -108,68 +124,18 @@ class OAuthHTTPAio(HTTPAio):
 
     @classmethod
     def create(  # type: ignore[override]  # the OAuth settings are required
-        cls,
-        *,
-        client_id: str,
-        client_secret: str,
-        authorize_url: str | httpx.URL,
-        scope: str | Iterable[str] | None = None,
-        audience: str | None = None,
-        extra_params: Mapping[str, str] | None = None,
-        auth_method: AuthMethod = "client_secret_basic",
-        refresh_margin: float = 60.0,
-        token_store: AsyncTokenStore | None = None,
-        allow_insecure_http: bool = False,
-        **options: Unpack[ClientOptions],
+        cls, **options: Unpack[OAuthClientOptions]
     ) -> Self:
         """A client with these OAuth settings and client defaults; no I/O until a request."""
-        return cls(
-            client_id=client_id,
-            client_secret=client_secret,
-            authorize_url=authorize_url,
-            scope=scope,
-            audience=audience,
-            extra_params=extra_params,
-            auth_method=auth_method,
-            refresh_margin=refresh_margin,
-            token_store=token_store,
-            allow_insecure_http=allow_insecure_http,
-            **options,
-        )
+        return cls(**options)
 
     @classmethod
     def create_pool(  # type: ignore[override]  # the OAuth settings are required
-        cls,
-        size: int,
-        *,
-        client_id: str,
-        client_secret: str,
-        authorize_url: str | httpx.URL,
-        scope: str | Iterable[str] | None = None,
-        audience: str | None = None,
-        extra_params: Mapping[str, str] | None = None,
-        auth_method: AuthMethod = "client_secret_basic",
-        refresh_margin: float = 60.0,
-        token_store: AsyncTokenStore | None = None,
-        allow_insecure_http: bool = False,
-        **options: Unpack[ClientOptions],
+        cls, size: int, **options: Unpack[OAuthClientOptions]
     ) -> HTTPAioPool[Self]:
         """A pool of `size` connections sharing one token: `async with pool.item() as client`."""
         options["limits"] = pool_limits(size)
-        client = cls(
-            client_id=client_id,
-            client_secret=client_secret,
-            authorize_url=authorize_url,
-            scope=scope,
-            audience=audience,
-            extra_params=extra_params,
-            auth_method=auth_method,
-            refresh_margin=refresh_margin,
-            token_store=token_store,
-            allow_insecure_http=allow_insecure_http,
-            **options,
-        )
-        return HTTPAioPool(client, size)
+        return HTTPAioPool(cls(**options), size)
 
     # Tokens -----------------------------------------------------------------
 
