@@ -14,7 +14,7 @@ stamp=".venv/.cf-installed-${extras:-base}"
 want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "Installing $spec into .venv ..." >&2
-    .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >&2
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e "$spec" >&2
+    .venv/bin/python -m pip install -qq --disable-pip-version-check --upgrade pip >&2
+    .venv/bin/python -m pip install -qq --disable-pip-version-check -e "$spec" >&2
     echo "$want" > "$stamp"
 fi
