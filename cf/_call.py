@@ -49,71 +49,52 @@ from cf.loggingutils import install_redaction
 __all__ = ["CLIENT_OPTIONS", "Call", "ClientOptions", "RequestOptions", "classify", "plan_call"]
 
 
-class RequestOptions(TypedDict, total=False):
+class _CallDefaults(TypedDict, total=False):
+    """Options that are client defaults at creation and per-call overrides."""
+
+    timeout: float | httpx.Timeout | None
+    retries: int
+    failure_statuses: Iterable[int]
+    backoff_base: float
+    backoff_max: float
+    max_retry_after: float
+    respect_retry_after: bool
+    retry_non_idempotent: bool
+    retry_policy: RetryPolicy
+    deadline: float | None
+    trace: TraceInfo | None
+    on_retry: Callable[[RetryEvent], object] | None
+    headers: Any
+    params: Any
+    cookies: Any
+    auth: Any
+    base_url: str | httpx.URL
+    follow_redirects: bool
+    verify: ssl.SSLContext | str | bool
+    cert: Any
+    http2: bool
+    proxy: Any
+    transport: Any
+    trust_env: bool
+
+
+class RequestOptions(_CallDefaults, total=False):
     """Keyword arguments every request method takes (all optional)."""
 
     content: str | bytes | Iterable[bytes] | AsyncIterable[bytes] | None
     data: Mapping[str, Any] | None
     files: Any
     json: Any
-    params: Any
-    headers: Any
-    cookies: Any
-    auth: Any
-    follow_redirects: bool
-    timeout: float | httpx.Timeout | None
     extensions: dict[str, Any] | None
-    retries: int
-    failure_statuses: Iterable[int]
-    backoff_base: float
-    backoff_max: float
-    max_retry_after: float
-    respect_retry_after: bool
-    retry_non_idempotent: bool
-    retry_policy: RetryPolicy
-    deadline: float | None
-    trace: TraceInfo | None
-    on_retry: Callable[[RetryEvent], object] | None
-    base_url: str | httpx.URL
-    verify: ssl.SSLContext | str | bool
-    cert: Any
-    http2: bool
-    proxy: Any
-    transport: Any
-    trust_env: bool
 
 
-class ClientOptions(TypedDict, total=False):
+class ClientOptions(_CallDefaults, total=False):
     """Keyword arguments of `create()` / `create_pool()`: the defaults of every call."""
 
-    timeout: float | httpx.Timeout | None
-    retries: int
-    failure_statuses: Iterable[int]
-    backoff_base: float
-    backoff_max: float
-    max_retry_after: float
-    respect_retry_after: bool
-    retry_non_idempotent: bool
-    retry_policy: RetryPolicy
     retry_budget: RetryBudget | None
-    deadline: float | None
-    trace: TraceInfo | None
-    on_retry: Callable[[RetryEvent], object] | None
-    headers: Any
-    params: Any
-    cookies: Any
-    auth: Any
-    base_url: str | httpx.URL
-    follow_redirects: bool
     max_redirects: int
     event_hooks: Mapping[str, list[Callable[..., Any]]] | None
     default_encoding: str | Callable[[bytes], str]
-    verify: ssl.SSLContext | str | bool
-    cert: Any
-    http2: bool
-    proxy: Any
-    transport: Any
-    trust_env: bool
     limits: httpx.Limits
     clock: Callable[[], float]
     sleep: Callable[[float], Any]
@@ -123,8 +104,8 @@ class ClientOptions(TypedDict, total=False):
 # Records of httpx, httpcore, aiohttp and oauthlib go through our redaction filter too.
 install_redaction()
 
-_KNOWN = frozenset(RequestOptions.__annotations__)
-CLIENT_OPTIONS = frozenset(ClientOptions.__annotations__)
+_KNOWN = RequestOptions.__optional_keys__ | RequestOptions.__required_keys__
+CLIENT_OPTIONS = ClientOptions.__optional_keys__ | ClientOptions.__required_keys__
 _BUILD = ("content", "data", "files", "json", "params", "headers", "cookies", "extensions")
 _REPLAYABLE_STREAMS = (httpx.ByteStream,)
 
