@@ -1,18 +1,21 @@
-"""One call, planned: the request built once, and everything the retry loop needs.
+"""One call's state, carried in `request.extensions["cf.call"]` across its attempts.
 
-Shared by both modes. The loops in `cf/_async/_send.py` (and its generated
-twin) only send, read, sleep and log; the decisions and the error values come
-from here and from `cf._backoff`.
+A call is what the user asked for: one request, sent once or more (retries, a
+401 replay, redirect hops, hedges). Its state travels with the request through
+httpx's own machinery (redirects and auth flows copy or reuse the request's
+extensions), so the attempt loop, the OAuth flow and the client facade all see
+the same counters, deadline and trace.
+
+Pure: no I/O. The loops in `cf/_async/_transport.py` (and its generated twin)
+send, read, sleep and log; the decisions come from here and `cf._backoff`.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import ssl
-import time
-from collections.abc import AsyncIterable, Callable, Iterable, Mapping
-from typing import Any, TypedDict
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 
@@ -26,178 +29,142 @@ from cf._backoff import (
     decide,
 )
 from cf._exceptions import (
+    CircuitOpen,
+    DeadlineExceeded,
+    HTTPAioCircuitOpenError,
     HTTPAioException,
     HTTPAioStatusError,
     HTTPAioTimeoutError,
     HTTPAioTransportError,
 )
-from cf._options import (
-    ENGINE_OPTIONS,
-    Defaults,
-    check_deadline,
-    check_headers,
-    check_on_retry,
-    check_timeout,
-    check_trace,
-    check_url,
-    make_policy,
-)
 from cf._redact import redact_text, redact_url
 from cf._trace import TraceInfo, otel_headers
 from cf.loggingutils import install_redaction
 
-__all__ = ["CLIENT_OPTIONS", "Call", "ClientOptions", "RequestOptions", "classify", "plan_call"]
+__all__ = ["CALL", "Call", "classify", "error_for"]
 
+CALL = "cf.call"
+"""The request extension that holds a call's `Call`."""
 
-class _CallDefaults(TypedDict, total=False):
-    """Options that are client defaults at creation and per-call overrides."""
-
-    timeout: float | httpx.Timeout | None
-    retries: int
-    failure_statuses: Iterable[int]
-    backoff_base: float
-    backoff_max: float
-    max_retry_after: float
-    respect_retry_after: bool
-    retry_non_idempotent: bool
-    retry_policy: RetryPolicy
-    deadline: float | None
-    trace: TraceInfo | None
-    on_retry: Callable[[RetryEvent], object] | None
-    headers: Any
-    params: Any
-    cookies: Any
-    auth: Any
-    base_url: str | httpx.URL
-    follow_redirects: bool
-    verify: ssl.SSLContext | str | bool
-    cert: Any
-    http2: bool
-    proxy: Any
-    transport: Any
-    trust_env: bool
-
-
-class RequestOptions(_CallDefaults, total=False):
-    """Keyword arguments every request method takes (all optional)."""
-
-    content: str | bytes | Iterable[bytes] | AsyncIterable[bytes] | None
-    data: Mapping[str, Any] | None
-    files: Any
-    json: Any
-    extensions: dict[str, Any] | None
-
-
-class ClientOptions(_CallDefaults, total=False):
-    """Keyword arguments of `create()` / `create_pool()`: the defaults of every call."""
-
-    retry_budget: RetryBudget | None
-    max_redirects: int
-    event_hooks: Mapping[str, list[Callable[..., Any]]] | None
-    default_encoding: str | Callable[[bytes], str]
-    limits: httpx.Limits
-    clock: Callable[[], float]
-    sleep: Callable[[float], Any]
-    random: Callable[[], float]
-
-
-# Records of httpx, httpcore, aiohttp and oauthlib go through our redaction filter too.
+# Records of httpx, httpcore, aiohttp and oauthlib go through cf's redaction filter too.
 install_redaction()
-
-_KNOWN = RequestOptions.__optional_keys__ | RequestOptions.__required_keys__
-CLIENT_OPTIONS = ClientOptions.__optional_keys__ | ClientOptions.__required_keys__
-_BUILD = ("content", "data", "files", "json", "params", "headers", "cookies", "extensions")
-_REPLAYABLE_STREAMS = (httpx.ByteStream,)
 
 
 class Call:
-    """A planned call: one request, sent up to `policy.max_attempts` times."""
+    """The settings and counters of one call, shared by all of its attempts."""
 
     __slots__ = (
+        "attempt_started",
         "attempts",
-        "auth",
         "budget",
         "clock",
+        "connection",
         "deadline",
-        "direct",
-        "engine_key",
         "final",
-        "follow_redirects",
+        "hedge",
         "idempotency_key",
         "method",
         "on_retry",
+        "passthrough",
         "policy",
+        "preload",
         "random",
         "replayable",
-        "request",
+        "retried",
         "started",
+        "stop",
         "timeout",
         "trace",
         "trace_id",
+        "transport",
+        "url",
     )
 
     def __init__(
         self,
         *,
-        method: str,
-        request: httpx.Request,
         policy: RetryPolicy,
-        timeout: httpx.Timeout,
-        deadline: float | None,
-        trace: TraceInfo | None,
-        on_retry: Callable[[RetryEvent], object] | None,
-        budget: RetryBudget | None,
-        follow_redirects: Any,
-        auth: Any,
-        replayable: bool,
-        idempotency_key: bool,
-        engine_key: tuple[tuple[str, Any], ...] | None,
         clock: Callable[[], float],
         random: Callable[[], float],
-        direct: bool = False,
+        budget: RetryBudget | None = None,
+        deadline: float | None = None,
+        trace: TraceInfo | None = None,
+        on_retry: Callable[[RetryEvent], object] | None = None,
+        hedge: Any = None,
+        transport: Any = None,
+        connection: dict[str, Any] | None = None,
+        preload: bool = False,
+        replayable: bool | None = None,
     ) -> None:
-        self.method = method
-        self.request = request
         self.policy = policy
-        self.timeout = timeout
+        self.clock = clock
+        self.random = random
+        self.budget = budget
         self.deadline = deadline
         self.trace = trace
         self.on_retry = on_retry
-        self.budget = budget
-        self.follow_redirects = follow_redirects
-        self.auth = auth
+        self.hedge = hedge
+        # This call's own engine transport (a per-call `transport=`), or the
+        # connection settings it overrides (`verify`, `cert`, `http2`, `proxy`).
+        self.transport = transport
+        self.connection = connection
+        # The caller reads the whole body: the attempt loop reads it too, so that a
+        # failure while reading is an attempt that failed (and may be retried).
+        self.preload = preload
+        # None: decided from the request's stream at the first attempt.
         self.replayable = replayable
-        self.idempotency_key = idempotency_key
-        self.engine_key = engine_key
-        self.clock = clock
-        self.random = random
-        # True: send straight to the transport (no auth flow, redirects or hooks to run).
-        self.direct = direct
-        self.started = 0.0
+        self.started: float | None = None
+        self.attempt_started = 0.0
         self.attempts = 0
+        self.retried: dict[Failure, int] = {}
+        self.stop: Stop | None = None
+        self.final = False  # the current attempt is the last (an OAuth replay)
+        # Failure statuses returned at once, never retried by the attempt loop: a
+        # 401 answering a bearer goes to the OAuth flow, which replays it once.
+        self.passthrough: frozenset[int] = frozenset()
         self.trace_id: str | None = None
-        # Set by a send_once hook (OAuth's 401 replay) to make the current attempt the last.
-        self.final = False
+        self.timeout: dict[str, float | None] | None = None
+        self.method = ""
+        self.url: httpx.URL | None = None
+        self.idempotency_key = False
 
-    @property
-    def url(self) -> str:
-        return redact_url(self.request.url)
+    # The clock ---------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the deadline's clock (at the call, before any token wait or attempt)."""
+        if self.started is None:
+            self.started = self.clock()
 
     def remaining(self) -> float | None:
-        """Seconds the deadline has left (None: no deadline)."""
-        if self.deadline is None:
-            return None
+        """Seconds the deadline has left (None: no deadline, or not started)."""
+        if self.deadline is None or self.started is None:
+            return self.deadline
         return self.deadline - (self.clock() - self.started)
 
-    def start_attempt(self) -> None:
-        """Before each attempt: attempt timeouts and a fresh trace parent id."""
+    # Attempts ----------------------------------------------------------------
+
+    def begin_attempt(self, request: httpx.Request) -> None:
+        """Before each attempt: count it, fit its timeouts into the deadline, and give it
+        a fresh trace parent id."""
+        if self.started is None:
+            self.started = self.clock()
+        if self.attempts == 0 and self.budget is not None:
+            self.budget.deposit()
         self.attempts += 1
-        request = self.request
-        self.shrink_timeouts()
-        if self.trace is not None:
-            child = self.trace.child()
+        self.attempt_started = self.clock()
+        self.method = request.method
+        self.url = request.url
+        if self.timeout is None:
+            self.timeout = request.extensions.get("timeout") or {}
+        if self.replayable is None:
+            self.replayable = isinstance(request.stream, httpx.ByteStream)
+        self.idempotency_key = "idempotency-key" in request.headers
+        self.fit_timeouts(request)
+        trace = self.trace
+        if trace is not None:
+            child = trace.child()
             request.headers["traceparent"] = child.traceparent
-            if self.attempts == 1:
+            if self.trace_id is None:
                 self.trace_id = child.trace_id
                 if child.tracestate:
                     request.headers["tracestate"] = child.tracestate
@@ -205,8 +172,21 @@ class Call:
             injected = otel_headers()
             if injected:
                 request.headers.update(injected)
-                parent = injected.get("traceparent", "")
-                self.trace_id = parent[3:35] or None
+                self.trace_id = injected.get("traceparent", "")[3:35] or None
+
+    def fit_timeouts(self, request: httpx.Request) -> None:
+        """Shrink the attempt's timeouts to what the deadline has left (again after a
+        wait inside the attempt, such as for an OAuth token)."""
+        remaining = self.remaining()
+        if remaining is None or self.timeout is None:
+            return
+        get = self.timeout.get
+        request.extensions["timeout"] = {
+            "connect": _shrink(get("connect"), remaining),
+            "read": _shrink(get("read"), remaining),
+            "write": _shrink(get("write"), remaining),
+            "pool": _shrink(get("pool"), remaining),
+        }
 
     def decide(
         self, failure: Failure, status: int | None = None, retry_after: str | None = None
@@ -214,78 +194,39 @@ class Call:
         """Retry the attempt that just failed, or stop: the policy, then the budget."""
         decision = decide(
             self.policy,
-            attempt=self.attempts,
+            attempt=sum(self.retried.values()) + 1,
             method=self.method,
             failure=failure,
             status=status,
             idempotency_key=self.idempotency_key,
-            replayable=self.replayable,
+            replayable=bool(self.replayable),
             retry_after=retry_after,
             remaining=self.remaining(),
             random=self.random,
         )
         if decision.retry and self.final:
-            return RetryDecision(stop=Stop.ATTEMPTS_EXHAUSTED)
-        if decision.retry and self.budget is not None and not self.budget.withdraw():
-            return RetryDecision(stop=Stop.BUDGET)
+            decision = RetryDecision(stop=Stop.ATTEMPTS_EXHAUSTED)
+        elif decision.retry and self.budget is not None and not self.budget.withdraw():
+            decision = RetryDecision(stop=Stop.BUDGET)
+        if decision.retry:
+            self.retried[failure] = self.retried.get(failure, 0) + 1
+            self.stop = None
+        else:
+            self.stop = decision.stop
         return decision
 
-    def shrink_timeouts(self) -> None:
-        """Fit the attempt's timeouts into what the deadline has left (again after a
-        wait inside the attempt, such as for an OAuth token)."""
-        remaining = self.remaining()
-        if remaining is not None:
-            timeout = self.timeout
-            self.request.extensions["timeout"] = httpx.Timeout(
-                connect=_shrink(timeout.connect, remaining),
-                read=_shrink(timeout.read, remaining),
-                write=_shrink(timeout.write, remaining),
-                pool=_shrink(timeout.pool, remaining),
-            ).as_dict()
+    def deadline_exceeded(self, request: httpx.Request) -> DeadlineExceeded:
+        """The httpx-level error of a call whose deadline ran out."""
+        return DeadlineExceeded(f"deadline of {self.deadline:g}s exceeded", request=request)
 
-    # Errors, each stating method, redacted URL, attempts and trace id.
-    def status_error(self, response: httpx.Response, stop: Stop | None) -> HTTPAioStatusError:
-        return HTTPAioStatusError(
-            f"status {response.status_code}"
-            + (f" ({stop.value})" if stop not in (None, Stop.ATTEMPTS_EXHAUSTED) else ""),
-            **self._details(stop),
-            response=response,
-        )
-
-    def transport_error(self, exc: Exception, stop: Stop | None) -> HTTPAioException:
-        cls: type[HTTPAioException] = HTTPAioException
-        if isinstance(exc, httpx.TimeoutException):
-            cls = HTTPAioTimeoutError
-        elif isinstance(exc, httpx.TransportError):
-            cls = HTTPAioTransportError
-        # httpx's and aiohttp's messages may quote a URL or a header: redact them too.
-        reason = (
-            f"{type(exc).__name__}: {redact_text(str(exc))}" if str(exc) else type(exc).__name__
-        )
-        if stop not in (None, Stop.ATTEMPTS_EXHAUSTED, Stop.NOT_RETRYABLE):
-            reason += f" ({stop.value})"
-        return cls(reason, **self._details(stop))
-
-    def deadline_error(self) -> HTTPAioTimeoutError:
-        return HTTPAioTimeoutError(
-            f"deadline of {self.deadline:g}s exceeded", **self._details(None)
-        )
-
-    def _details(self, stop: Stop | None) -> dict[str, Any]:
-        return {
-            "method": self.method,
-            "url": self.request.url,
-            "attempts": self.attempts,
-            "trace_id": self.trace_id,
-            "retry_budget_exhausted": stop is Stop.BUDGET,
-        }
+    # Events and logs ---------------------------------------------------------
 
     def retry_event(
         self, delay: float, status: int | None, exc: BaseException | None
     ) -> RetryEvent:
         return RetryEvent(
             method=self.method,
-            url=self.url,
+            url=redact_url(self.url) if self.url is not None else "",
             attempt=self.attempts,
             max_attempts=self.policy.max_attempts,
             status=status,
@@ -294,28 +235,110 @@ class Call:
             trace_id=self.trace_id,
         )
 
-    def log_retry(self, logger: logging.Logger, event: RetryEvent) -> None:
+    def log_attempt(
+        self,
+        logger: logging.Logger,
+        response: httpx.Response | None = None,
+        exc: BaseException | None = None,
+    ) -> None:
+        """A DEBUG record per attempt: when it starts, and how it ended (`cf-http -v` shows
+        them). Attributes: `phase` ("start", "response", "error"), `attempt`, `method`,
+        `url`, `status`, `reason`, `http_version`, `elapsed`, `trace_id`."""
+        url = redact_url(self.url) if self.url is not None else ""
+        elapsed = None if response is None and exc is None else self.clock() - self.attempt_started
+        status = response.status_code if response is not None else None
+        extra = {
+            "phase": "start" if elapsed is None else ("response" if response else "error"),
+            "attempt": self.attempts,
+            "method": self.method,
+            "url": url,
+            "status": status,
+            "reason": response.reason_phrase if response is not None else None,
+            "http_version": response.http_version if response is not None else None,
+            "elapsed": elapsed,
+            "trace_id": self.trace_id,
+        }
+        if elapsed is None:
+            logger.debug("attempt %d: %s %s", self.attempts, self.method, url, extra=extra)
+        elif response is not None:
+            logger.debug(
+                "attempt %d: %s %s answered %d %s in %.1f ms",
+                self.attempts,
+                self.method,
+                url,
+                response.status_code,
+                response.reason_phrase,
+                elapsed * 1000,
+                extra=extra,
+            )
+        else:
+            logger.debug(
+                "attempt %d: %s %s failed after %.1f ms: %s",
+                self.attempts,
+                self.method,
+                url,
+                elapsed * 1000,
+                type(exc).__name__,
+                extra=extra,
+            )
+
+    @staticmethod
+    def log_retry(logger: logging.Logger, event: RetryEvent) -> None:
         reason = (
             f"status {event.status}" if event.status is not None else type(event.exception).__name__
         )
-        logger.warning(
-            "retrying %s %s after attempt %d/%d failed (%s) in %.3fs trace_id=%s",
-            event.method,
-            event.url,
-            event.attempt,
-            event.max_attempts,
-            reason,
-            event.delay,
-            event.trace_id,
-            extra={
-                "method": event.method,
-                "url": event.url,
-                "attempt": event.attempt,
-                "max_attempts": event.max_attempts,
-                "reason": reason,
-                "delay": event.delay,
-                "trace_id": event.trace_id,
-            },
+        extra = {
+            "method": event.method,
+            "url": event.url,
+            "attempt": event.attempt,
+            "max_attempts": event.max_attempts,
+            "reason": reason,
+            "delay": event.delay,
+            "trace_id": event.trace_id,
+        }
+        if event.trace_id:
+            logger.warning(
+                "retrying %s %s after attempt %d/%d failed (%s) in %.3fs trace_id=%s",
+                event.method,
+                event.url,
+                event.attempt,
+                event.max_attempts,
+                reason,
+                event.delay,
+                event.trace_id,
+                extra=extra,
+            )
+        else:
+            logger.warning(
+                "retrying %s %s after attempt %d/%d failed (%s) in %.3fs",
+                event.method,
+                event.url,
+                event.attempt,
+                event.max_attempts,
+                reason,
+                event.delay,
+                extra=extra,
+            )
+
+    # Errors of the client facade ---------------------------------------------
+
+    def _details(self, request: httpx.Request | None) -> dict[str, Any]:
+        url = self.url if self.url is not None else (request.url if request else "")
+        return {
+            "method": self.method or (request.method if request else ""),
+            "url": url,
+            "attempts": self.attempts,
+            "trace_id": self.trace_id,
+            "retry_budget_exhausted": self.stop is Stop.BUDGET,
+        }
+
+    def status_error(self, response: httpx.Response) -> HTTPAioStatusError:
+        stop = self.stop
+        return HTTPAioStatusError(
+            f"status {response.status_code}"
+            + (f" ({stop.value})" if stop not in (None, Stop.ATTEMPTS_EXHAUSTED) else ""),
+            **self._details(response.request),
+            response=response,
         )
 
 
@@ -323,164 +346,72 @@ def _shrink(value: float | None, remaining: float) -> float:
     return max(min(value, remaining) if value is not None else remaining, 0.001)
 
 
-def classify(exc: Exception) -> Failure | None:
-    """Where a transport failure happened; None: not a failure we ever retry."""
-    not_sent = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
-    if isinstance(exc, not_sent):
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
+_SENT = (
+    httpx.ReadTimeout,
+    httpx.WriteTimeout,
+    httpx.ReadError,
+    httpx.WriteError,
+    httpx.RemoteProtocolError,
+    httpx.CloseError,
+)
+
+
+def classify(exc: BaseException) -> Failure | None:
+    """Where a transport failure happened; None: a failure that is never retried."""
+    if isinstance(exc, (CircuitOpen, DeadlineExceeded)):
+        return None
+    if isinstance(exc, _NOT_SENT):
+        if isinstance(exc, httpx.ProxyError) and "407" in str(exc):
+            return None  # the proxy refused our credentials: retrying will not help
+        if _is_certificate_failure(exc):
+            return None
         return Failure.NOT_SENT
-    if isinstance(
-        exc,
-        (
-            httpx.ReadTimeout,
-            httpx.WriteTimeout,
-            httpx.ReadError,
-            httpx.WriteError,
-            httpx.RemoteProtocolError,
-            httpx.CloseError,
-        ),
-    ):
+    if isinstance(exc, _SENT):
         return Failure.SENT
     return None
 
 
-def plan_call(
-    client: httpx.AsyncClient | httpx.Client,
-    defaults: Defaults,
-    method: str,
-    url: httpx.URL | str,
-    options: Mapping[str, Any],
-    *,
-    preload: bool = False,
-) -> Call:
-    """Validate a call's options and build its request; raises before any I/O.
+def _is_certificate_failure(exc: BaseException) -> bool:
+    """A TLS certificate that failed verification: untrusted, expired, wrong host."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return True
+        current = current.__cause__ or current.__context__
+    text = str(exc)
+    return "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text
 
-    `preload`: the caller wants the whole body (not a stream); a transport that
-    knows the `cf_preload` extension may read it in one go.
-    """
-    if options:
-        unknown = options.keys() - _KNOWN
-        if unknown:
-            raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
-    if method not in _METHODS:
-        method = _check_method(method)
-    target = _target_url(client, defaults, url, options)
-    get = options.get
-    policy = defaults.policy
-    timeout = defaults.timeout
-    deadline = defaults.deadline
-    trace = defaults.trace
-    on_retry = defaults.on_retry
-    if options:
-        policy = make_policy(policy, options)
-        if "timeout" in options:
-            timeout = check_timeout(options["timeout"])
-        if "deadline" in options:
-            deadline = check_deadline(options["deadline"])
-        trace = check_trace(get("trace", trace))
-        on_retry = check_on_retry(get("on_retry", on_retry))
-    request = _build_request(client, defaults, method, target, timeout, options)
-    if preload:
-        request.extensions["cf_preload"] = True
-    follow_redirects = get("follow_redirects", httpx.USE_CLIENT_DEFAULT)
-    auth = get("auth", httpx.USE_CLIENT_DEFAULT)
-    engine = tuple((k, options[k]) for k in ENGINE_OPTIONS if k in options) if options else ()
-    direct = (
-        defaults.direct
-        and not engine
-        and not target.userinfo  # httpx's auth flow turns it into Basic auth
-        and auth is httpx.USE_CLIENT_DEFAULT
-        and not (
-            client.follow_redirects
-            if follow_redirects is httpx.USE_CLIENT_DEFAULT
-            else follow_redirects
+
+def error_for(
+    exc: httpx.HTTPError, call: Call | None, request: httpx.Request | None
+) -> HTTPAioException:
+    """cf's exception for an httpx error that ended a call (raised `from exc`)."""
+    details = call._details(request) if call is not None else _bare_details(request)
+    stop = call.stop if call is not None else None
+    if isinstance(exc, DeadlineExceeded):
+        return HTTPAioTimeoutError(str(exc), **details)
+    if isinstance(exc, CircuitOpen):
+        return HTTPAioCircuitOpenError(
+            f"circuit open for {exc.origin}; next probe in {exc.retry_after:.3g}s",
+            retry_after=exc.retry_after,
+            **details,
         )
-    )
-    stream = request.stream
-    return Call(
-        method=method,
-        request=request,
-        policy=policy,
-        timeout=timeout,
-        deadline=deadline,
-        trace=trace,
-        on_retry=on_retry,
-        budget=defaults.budget,
-        follow_redirects=follow_redirects,
-        auth=auth,
-        replayable=type(stream) is httpx.ByteStream or _is_multipart(request),
-        idempotency_key="idempotency-key" in request.headers,
-        engine_key=engine or None,
-        clock=defaults.clock or time.monotonic,
-        random=defaults.random or random.random,
-        direct=direct,
-    )
+    cls: type[HTTPAioException] = HTTPAioException
+    if isinstance(exc, httpx.TimeoutException):
+        cls = HTTPAioTimeoutError
+    elif isinstance(exc, httpx.TransportError):
+        cls = HTTPAioTransportError
+    text = str(exc)
+    reason = f"{type(exc).__name__}: {redact_text(text)}" if text else type(exc).__name__
+    if stop not in (None, Stop.ATTEMPTS_EXHAUSTED, Stop.NOT_RETRYABLE):
+        reason += f" ({stop.value})"
+    return cls(reason, **details)
 
 
-_METHODS = {"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE", "TRACE"}
-
-
-def _check_method(method: object) -> str:
-    if not isinstance(method, str) or not method.isascii() or not method.isalpha():
-        raise ValueError(f"invalid HTTP method {method!r}")
-    return method.upper()
-
-
-def _target_url(
-    client: httpx.AsyncClient | httpx.Client,
-    defaults: Defaults,
-    url: httpx.URL | str,
-    options: Mapping[str, Any],
-) -> httpx.URL:
-    """The absolute URL, checked; parsed strings are cached per client."""
-    if "base_url" in options:
-        base = check_url(options["base_url"])
-        if not base.raw_path.endswith(b"/"):  # as httpx does for its base_url
-            base = base.copy_with(raw_path=base.raw_path + b"/")
-        return check_url(url, base)
-    if type(url) is not str:
-        return check_url(url, client.base_url)
-    cache = defaults.urls
-    target = cache.get(url)
-    if target is None:
-        target = check_url(url, client.base_url)
-        if len(cache) >= _MAX_CACHED_URLS:
-            cache.clear()
-        cache[url] = target
-    return target
-
-
-_MAX_CACHED_URLS = 512
-
-
-def _build_request(
-    client: httpx.AsyncClient | httpx.Client,
-    defaults: Defaults,
-    method: str,
-    url: httpx.URL,
-    timeout: httpx.Timeout,
-    options: Mapping[str, Any],
-) -> httpx.Request:
-    """What `client.build_request` builds, without its work when there is nothing to merge."""
-    build = {k: options[k] for k in _BUILD if k in options} if options else {}
-    if "headers" in build:
-        build["headers"] = check_headers(build["headers"])
-    try:
-        if "params" in build or "cookies" in build or client.params or client.cookies:
-            return client.build_request(method, url, timeout=timeout, **build)
-        headers = client.headers
-        if "headers" in build:
-            headers = headers.copy()
-            headers.update(build.pop("headers"))
-        extensions = {
-            "timeout": defaults.timeout_dict if timeout is defaults.timeout else timeout.as_dict()
-        }
-        if "extensions" in build:
-            extensions.update(build.pop("extensions"))
-        return httpx.Request(method, url, headers=headers, extensions=extensions, **build)
-    except httpx.InvalidURL as exc:
-        raise ValueError(f"invalid URL {str(url)!r}: {exc}") from None
-
-
-def _is_multipart(request: httpx.Request) -> bool:
-    # httpx's multipart stream re-reads (and seeks) its files on every iteration.
-    return type(request.stream).__name__ == "MultipartStream"
+def _bare_details(request: httpx.Request | None) -> dict[str, Any]:
+    if request is None:
+        return {}
+    return {"method": request.method, "url": request.url, "attempts": 1}

@@ -368,16 +368,7 @@ def _client_options(plan: _Plan, reporter: Reporter, *, aio: bool) -> dict[str, 
     options = dict(plan.client_options)
     if plan.verbose:
         options["on_retry"] = reporter.on_retry
-        if aio:
-            options["event_hooks"] = {
-                "request": [reporter.aon_request],
-                "response": [reporter.aon_response],
-            }
-        else:
-            options["event_hooks"] = {
-                "request": [reporter.on_request],
-                "response": [reporter.on_response],
-            }
+        reporter.watch_attempts()
         reporter.verbose(
             "* %s %s with the %s client (%s)",
             plan.method,

@@ -84,26 +84,38 @@ class Reporter:
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
-    # -v: httpx event hooks (every attempt) and on_retry (every retry) -----------------
+    # -v: cf's DEBUG record of every attempt, and on_retry (every retry) ----------------
 
-    def on_request(self, request: httpx.Request) -> None:
-        self.sent_at[id(request)] = self.last_sent = time.monotonic()
-        if str(request.url) == self.target:
-            self.attempt += 1
-            self.verbose("> attempt %d: %s %s", self.attempt, request.method, request.url)
-        else:  # the token endpoint, or a redirect
-            self.verbose("> %s %s", request.method, request.url)
+    def watch_attempts(self) -> None:
+        """Show each attempt from cf's per-attempt DEBUG records (the API call and the
+        token requests alike)."""
+        handler = _AttemptHandler(self)
+        for name in ("cf.infrastructure.http_aio", "cf.infrastructure.http"):
+            logger = logging.getLogger(name)
+            logger.setLevel(logging.DEBUG)
+            logger.addHandler(handler)
 
-    def on_response(self, response: httpx.Response) -> None:
-        sent = self.sent_at.pop(id(response.request), None)
-        took = f" in {(time.monotonic() - sent) * 1000:.1f} ms" if sent is not None else ""
-        self.verbose(
-            "< %s %d %s%s",
-            response.http_version,
-            response.status_code,
-            response.reason_phrase,
-            took,
-        )
+    def on_attempt(self, record: logging.LogRecord) -> None:
+        phase = getattr(record, "phase", None)
+        if phase is None:
+            return
+        elapsed = getattr(record, "elapsed", None) or 0.0
+        url = getattr(record, "url", "")
+        if phase == "start":
+            self.last_sent = time.monotonic()
+            if url == self.target:
+                self.attempt += 1
+                self.verbose("> attempt %d: %s %s", self.attempt, record.method, url)  # type: ignore[attr-defined]
+            else:  # the token endpoint, or a redirect
+                self.verbose("> %s %s", record.method, url)  # type: ignore[attr-defined]
+        elif phase == "response":
+            self.verbose(
+                "< %s %d %s in %.1f ms",
+                record.http_version,  # type: ignore[attr-defined]
+                record.status,  # type: ignore[attr-defined]
+                record.reason,  # type: ignore[attr-defined]
+                elapsed * 1000,
+            )
 
     def on_retry(self, event: RetryEvent) -> None:
         if event.status is not None:
@@ -119,12 +131,6 @@ class Reporter:
             reason,
             event.delay,
         )
-
-    async def aon_request(self, request: httpx.Request) -> None:
-        self.on_request(request)
-
-    async def aon_response(self, response: httpx.Response) -> None:
-        self.on_response(response)
 
     # The response --------------------------------------------------------------------
 
@@ -160,6 +166,17 @@ class Reporter:
             size,
             self.elapsed(),
         )
+
+
+class _AttemptHandler(logging.Handler):
+    """Hands cf's per-attempt records to the reporter."""
+
+    def __init__(self, reporter: Reporter) -> None:
+        super().__init__(logging.DEBUG)
+        self.reporter = reporter
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.reporter.on_attempt(record)
 
 
 class _ScrubbingFormatter(logging.Formatter):

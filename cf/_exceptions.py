@@ -4,7 +4,8 @@
 HTTPAioException                 (HTTPException is the same class)
 ├── HTTPAioStatusError           final response status in failure_statuses; .response
 ├── HTTPAioTransportError        connect / read / write / protocol failure; __cause__ is httpx's
-│   └── HTTPAioTimeoutError      any timeout, the deadline included
+│   ├── HTTPAioTimeoutError      any timeout, the deadline included
+│   └── HTTPAioCircuitOpenError  the origin's circuit is open; nothing was sent
 └── OAuthError                   token endpoint failure; .error, .error_description (RFC 6749 5.2)
 ```
 
@@ -13,22 +14,29 @@ Every instance carries `.method`, `.url` (already redacted), `.status`,
 `str(e)` states them in one line. The sync names (`HTTPException`,
 `HTTPStatusError`, ...) are aliases of the same classes, so one `except`
 clause serves both modes.
+
+cf's exceptions are not httpx's: `except httpx.HTTPError` does not catch them;
+their `__cause__` is the httpx exception. On a plain httpx client, cf's
+transport raises httpx's own exceptions, plus two of its own that subclass
+them: `DeadlineExceeded` (an `httpx.TimeoutException`) and `CircuitOpen` (an
+`httpx.ConnectError`: nothing was sent).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import httpx
 
 from cf._redact import redact_url
 
-if TYPE_CHECKING:
-    import httpx
-
 __all__ = [
+    "CircuitOpen",
+    "DeadlineExceeded",
+    "HTTPAioCircuitOpenError",
     "HTTPAioException",
     "HTTPAioStatusError",
     "HTTPAioTimeoutError",
     "HTTPAioTransportError",
+    "HTTPCircuitOpenError",
     "HTTPException",
     "HTTPStatusError",
     "HTTPTimeoutError",
@@ -108,6 +116,17 @@ class HTTPAioTimeoutError(HTTPAioTransportError):
     """A timeout: connect, read, write, pool, or the call's `deadline`."""
 
 
+class HTTPAioCircuitOpenError(HTTPAioTransportError):
+    """The origin's circuit breaker is open: the call failed at once and nothing was sent.
+
+    `retry_after` is the number of seconds until the breaker lets a probe through.
+    """
+
+    def __init__(self, message: str, *, retry_after: float = 0.0, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.retry_after = retry_after
+
+
 class OAuthError(HTTPAioException):
     """The token endpoint failed or answered something unusable.
 
@@ -142,3 +161,23 @@ HTTPException = HTTPAioException
 HTTPStatusError = HTTPAioStatusError
 HTTPTransportError = HTTPAioTransportError
 HTTPTimeoutError = HTTPAioTimeoutError
+HTTPCircuitOpenError = HTTPAioCircuitOpenError
+
+
+class DeadlineExceeded(httpx.TimeoutException):
+    """The call's `deadline` ran out (raised by cf's transport on any httpx client)."""
+
+
+class CircuitOpen(httpx.ConnectError):
+    """The origin's circuit breaker refused the attempt; nothing was sent.
+
+    Raised by cf's transport on any httpx client; `origin` is `scheme://host:port`
+    and `retry_after` the seconds until the next probe.
+    """
+
+    def __init__(
+        self, message: str, *, origin: str, retry_after: float, request: httpx.Request
+    ) -> None:
+        super().__init__(message, request=request)
+        self.origin = origin
+        self.retry_after = retry_after

@@ -122,6 +122,9 @@ class AsyncSingleFlight(Generic[T]):
     raises the builtin `TimeoutError`.
     """
 
+    INLINE = False
+    """The flight runs in a task of its own, not in the first caller."""
+
     def __init__(self) -> None:
         self._task: asyncio.Task[T] | None = None
 
@@ -173,6 +176,9 @@ class SingleFlight(Generic[T]):
     same result or the same exception. If the running thread is interrupted
     (KeyboardInterrupt, SystemExit), a waiter starts a new flight instead.
     """
+
+    INLINE = True
+    """The first caller runs the flight in its own thread."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

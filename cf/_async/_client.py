@@ -1,50 +1,75 @@
-"""HTTPAio: httpx's API with retries, a retry budget, deadlines and trace propagation."""
+"""HTTPAio: a thin facade over one real `httpx.AsyncClient` with cf's transport.
+
+The client is httpx's: redirects, auth flows, cookies, event hooks, decoding
+and `httpx.Response` all come from it. cf adds its attempt loop as the
+client's transport (`AsyncRetryTransport`, wrapping the engine and any proxy
+mounts), validates options before any I/O, carries per-call options to the
+transport in `request.extensions`, and turns httpx's errors and failure
+statuses into cf's exceptions.
+"""
 
 from __future__ import annotations
 
-import logging
-import random
+import dataclasses
+import random as _random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from cf import _synchronization
 from cf._async._pool import HTTPAioPool
-from cf._async._send import send_with_retries
-from cf._backoff import RetryBudget
-from cf._call import CLIENT_OPTIONS, Call, ClientOptions, RequestOptions, plan_call
+from cf._async._transport import DEFAULT_ENGINE, AsyncRetryTransport, _Settings
+from cf._backoff import RetryBudget, RetryPolicy
+from cf._call import CALL, Call, error_for
 from cf._options import (
+    CREATION_OPTIONS,
+    DEFAULT_LIMITS,
     DEFAULT_TIMEOUT,
     ENGINE_OPTIONS,
+    REQUEST_OPTIONS,
     UNSET,
-    Defaults,
+    check_base_url,
+    check_bool,
+    check_budget,
+    check_callable,
+    check_cert,
     check_deadline,
+    check_engine,
     check_headers,
+    check_method,
     check_on_retry,
     check_timeout,
     check_trace,
     check_url,
+    check_verify,
     make_policy,
     pool_limits,
 )
-from cf._synchronization import AsyncDeadline, async_sleep
-from cf._transports._default import async_default_transport
-from cf.loggingutils import get_logger
+from cf._synchronization import AsyncDeadline
+from cf._transports._engines import (
+    ASYNC_ENGINES,
+    EngineCache,
+    EngineSettings,
+    async_engine,
+    check_http2,
+    check_proxy,
+    default_engine,
+    proxy_map,
+)
 
 if TYPE_CHECKING:
     from typing_extensions import Self, Unpack
 
+    from cf._async._types import ClientOptions, RequestOptions
+
 __all__ = ["HTTPAio"]
 
-logger = get_logger("cf.infrastructure.http_aio")
-_httpx_logger = logging.getLogger("httpx")
-
-_DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
-_HTTPX_CLIENT_OPTIONS = (
+# Passed to httpx.AsyncClient as they are (headers checked first).
+_HTTPX_OPTIONS = (
     "headers",
     "params",
     "cookies",
@@ -55,6 +80,7 @@ _HTTPX_CLIENT_OPTIONS = (
     "default_encoding",
     "trust_env",
 )
+_BUILD = ("content", "data", "files", "json", "params", "headers", "cookies", "extensions")
 
 
 class HTTPAio:
@@ -62,54 +88,80 @@ class HTTPAio:
 
     Create it with `HTTPAio.create(**options)` or share one through
     `HTTPAio.create_pool(size, **options)`. Options given here are the
-    defaults of every call; a call may override each of them.
+    defaults of every call; a call may override most of them (see
+    `ClientOptions` and `RequestOptions`, and the README's options table).
     """
 
     def __init__(self, **options: Unpack[ClientOptions]) -> None:
-        unknown = options.keys() - CLIENT_OPTIONS
+        unknown = options.keys() - CREATION_OPTIONS
         if unknown:
             raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
-        clock = options.get("clock")
-        if clock is None:
-            clock = time.monotonic
-        budget = options.get("retry_budget", UNSET)
-        if budget is UNSET:
-            budget = RetryBudget(clock=clock)
-        elif budget is not None and not isinstance(budget, RetryBudget):
-            raise TypeError("retry_budget must be a RetryBudget or None")
-        trace = check_trace(options.get("trace"))
-        on_retry = check_on_retry(options.get("on_retry"))
-        timeout = check_timeout(options.get("timeout", DEFAULT_TIMEOUT))
-        policy = make_policy(None, options)
-        deadline = check_deadline(options.get("deadline"))
-        self._sleep: Callable[[float], Any] = options.get("sleep", async_sleep)
-        self._options: dict[str, Any] = {
-            k: v for k, v in options.items() if k in _HTTPX_CLIENT_OPTIONS
-        }
-        if "headers" in self._options:
-            self._options["headers"] = check_headers(self._options["headers"])
-        if "base_url" in options:
-            self._options["base_url"] = check_url(options["base_url"])
-        self._engine_options: dict[str, Any] = {
-            k: v for k, v in options.items() if k in ENGINE_OPTIONS
-        }
-        self._limits = options.get("limits", _DEFAULT_LIMITS)
-        self._client = self._make_client(self._engine_options, timeout)
-        self._engines: dict[tuple[tuple[str, Any], ...], httpx.AsyncClient] = {}
-        client = self._client
-        self._defaults = Defaults(
-            policy=policy,
-            timeout=timeout,
-            deadline=deadline,
-            trace=trace,
-            on_retry=on_retry,
+        get = options.get
+        clock = _given(check_callable("clock", get("clock")), time.monotonic)
+        budget = get("retry_budget", UNSET)
+        budget = RetryBudget(clock=clock) if budget is UNSET else check_budget(budget)
+        self._settings = _Settings(
+            policy=make_policy(None, options),
+            deadline=check_deadline(get("deadline")),
             budget=budget,
+            trace=check_trace(get("trace")),
+            on_retry=check_on_retry(get("on_retry")),
+            sleep=_given(check_callable("sleep", get("sleep")), _synchronization.async_sleep),
             clock=clock,
-            random=options.get("random", random.random),
-            direct=client.auth is None and not any(client.event_hooks.values()),
-            timeout_dict=timeout.as_dict(),
+            random=_given(check_callable("random", get("random")), _random.random),
+            engines=EngineCache(async_engine),
         )
-        self._default_encoding = options.get("default_encoding")
+        self._timeout = check_timeout(get("timeout", DEFAULT_TIMEOUT))
+        httpx_options: dict[str, Any] = {k: options[k] for k in _HTTPX_OPTIONS if k in options}  # type: ignore[literal-required]
+        if "headers" in httpx_options:
+            httpx_options["headers"] = check_headers(httpx_options["headers"])
+        if "base_url" in options:
+            httpx_options["base_url"] = check_base_url(options["base_url"])
+        trust_env = check_bool("trust_env", get("trust_env", True))
+        connection = EngineSettings(
+            engine=check_engine(
+                get("engine") or default_engine(DEFAULT_ENGINE, ASYNC_ENGINES), ASYNC_ENGINES
+            ),
+            verify=check_verify(get("verify", True)),
+            cert=check_cert(get("cert")),
+            http2=check_bool("http2", get("http2", False)),
+            proxy=check_proxy(get("proxy")),
+            trust_env=trust_env,
+            limits=options.get("limits", DEFAULT_LIMITS),
+        )
+        check_http2(connection.http2)
+        given = get("transport")
+        if given is not None:
+            if not isinstance(given, httpx.AsyncBaseTransport):
+                raise TypeError(
+                    f"transport must be an httpx.AsyncBaseTransport, not {type(given).__name__}"
+                )
+            if connection.proxy is not None:
+                raise ValueError(
+                    "proxy= and transport= together: the proxy needs a transport of its own "
+                    "(httpx would silently ignore transport=); configure the proxy on yours"
+                )
+            self._transport = AsyncRetryTransport._create(given, self._settings, None)
+        else:
+            self._transport = AsyncRetryTransport._create(
+                async_engine(connection), self._settings, connection
+            )
+        mounts: dict[str, httpx.AsyncBaseTransport | None] = {}
+        for pattern, proxy in proxy_map(connection.proxy, trust_env and given is None).items():
+            if proxy is None:
+                mounts[pattern] = None
+            else:
+                with_proxy = dataclasses.replace(connection, proxy=proxy)
+                mounts[pattern] = AsyncRetryTransport._create(
+                    async_engine(with_proxy), self._settings, with_proxy
+                )
+        for pattern, transport in (options.get("mounts") or {}).items():
+            mounts[pattern] = None if transport is None else self._transport.share(transport)
+        self._mounts = mounts
+        self._client = httpx.AsyncClient(
+            transport=self._transport, mounts=mounts, timeout=self._timeout, **httpx_options
+        )
+        self._base_url = self._client.base_url
 
     # Creation ---------------------------------------------------------------
 
@@ -124,35 +176,31 @@ class HTTPAio:
         options["limits"] = pool_limits(size)
         return HTTPAioPool(cls(**options), size)
 
-    def _make_client(
-        self, engine: dict[str, Any], timeout: httpx.Timeout | None = None
-    ) -> httpx.AsyncClient:
-        transport = engine.get("transport")
-        if transport is None:
-            transport = async_default_transport(
-                verify=engine.get("verify", True),
-                cert=engine.get("cert"),
-                trust_env=engine.get("trust_env", True),
-                http2=engine.get("http2", False),
-                proxy=engine.get("proxy"),
-                limits=self._limits,
-            )
-        return httpx.AsyncClient(
-            timeout=timeout or self._defaults.timeout, transport=transport, **self._options
-        )
+    # The underlying httpx pieces -------------------------------------------
 
-    def _engine(self, key: tuple[tuple[str, Any], ...]) -> httpx.AsyncClient:
-        """The client for a call that overrides connection options (cached per set)."""
-        cache_key = key
-        try:
-            hash(key)
-        except TypeError:  # an unhashable option value: key the cache by identity
-            cache_key = tuple((k, id(v)) for k, v in key)
-        client = self._engines.get(cache_key)
-        if client is None:
-            client = self._make_client({**self._engine_options, **dict(key)})
-            self._engines[cache_key] = client
-        return client
+    @property
+    def httpx_client(self) -> httpx.AsyncClient:
+        """The `httpx.AsyncClient` every call goes through (its cookies, headers, ...)."""
+        return self._client
+
+    @property
+    def transport(self) -> AsyncRetryTransport:
+        """cf's attempt loop, the transport of `httpx_client`."""
+        return self._transport
+
+    @property
+    def retry_budget(self) -> RetryBudget | None:
+        """The retry budget shared by every call of this client (and its pool)."""
+        return self._settings.budget
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The client's default retry policy."""
+        return self._settings.policy
+
+    @property
+    def is_closed(self) -> bool:
+        return self._client.is_closed
 
     # Requests ---------------------------------------------------------------
 
@@ -160,8 +208,8 @@ class HTTPAio:
         self, method: str, url: httpx.URL | str, **options: Unpack[RequestOptions]
     ) -> httpx.Response:
         """Send a request with retries; the body is read before it returns."""
-        call = plan_call(self._client, self._defaults, method, url, options, preload=True)
-        return await self._send(call, stream=False)
+        request, call, send = self._build(method, url, options, preload=True)
+        return await self._send(request, call, send, stream=False)
 
     @asynccontextmanager
     async def stream(
@@ -172,108 +220,178 @@ class HTTPAio:
         Retries cover the attempt up to the response headers; a failure while
         you read the body is raised (as an HTTPAioTransportError), not retried.
         """
-        call = plan_call(self._client, self._defaults, method, url, options)
-        response = await self._send(call, stream=True)
-        response.stream = _GuardedStream(response.stream, call)
+        request, call, send = self._build(method, url, options, preload=False)
+        response = await self._send(request, call, send, stream=True)
+        response.stream = _GuardedStream(response.stream, call, request)
         try:
             yield response
         finally:
             await response.aclose()
 
-    async def _send(self, call: Call, *, stream: bool) -> httpx.Response:
-        """The retry loop, under a hard stop at the call's deadline where one is possible."""
-        if call.deadline is None:
-            return await send_with_retries(
-                self._send_once, call, stream=stream, sleep=self._sleep, logger=logger
-            )
+    def _build(
+        self,
+        method: str,
+        url: httpx.URL | str,
+        options: Mapping[str, Any],
+        *,
+        preload: bool,
+    ) -> tuple[httpx.Request, Call, dict[str, Any]]:
+        """Check a call's options and build its request; raises before any I/O."""
+        settings = self._settings
+        policy, deadline, trace, on_retry = (
+            settings.policy,
+            settings.deadline,
+            settings.trace,
+            settings.on_retry,
+        )
+        timeout = self._timeout
+        transport = None
+        connection: dict[str, Any] | None = None
+        send: dict[str, Any] = {}
+        if options:
+            unknown = options.keys() - REQUEST_OPTIONS
+            if unknown:
+                raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
+            get = options.get
+            policy = make_policy(policy, options)
+            if "timeout" in options:
+                timeout = check_timeout(options["timeout"])
+            if "deadline" in options:
+                deadline = check_deadline(options["deadline"])
+            trace = check_trace(get("trace", trace))
+            on_retry = check_on_retry(get("on_retry", on_retry))
+            if "auth" in options:
+                send["auth"] = options["auth"]
+            if "follow_redirects" in options:
+                send["follow_redirects"] = check_bool(
+                    "follow_redirects", options["follow_redirects"]
+                )
+            transport, connection = self._connection(options)
+        method = check_method(method)
+        target = self._target(url, options)
+        build = {k: options[k] for k in _BUILD if k in options} if options else {}
+        if "headers" in build:
+            build["headers"] = check_headers(build["headers"])
+        try:
+            request = self._client.build_request(method, target, timeout=timeout, **build)
+        except httpx.InvalidURL as exc:
+            raise ValueError(f"invalid URL {str(target)!r}: {exc}") from None
+        call = Call(
+            policy=policy,
+            clock=settings.clock,
+            random=settings.random,
+            budget=settings.budget,
+            deadline=deadline,
+            trace=trace,
+            on_retry=on_retry,
+            transport=transport,
+            connection=connection,
+            preload=preload,
+            replayable=_replayable(options),
+        )
+        request.extensions[CALL] = call
+        return request, call, send
+
+    def _connection(
+        self, options: Mapping[str, Any]
+    ) -> tuple[httpx.AsyncBaseTransport | None, dict[str, Any] | None]:
+        """A call's own transport, or the connection settings it overrides."""
+        if not any(name in options for name in ENGINE_OPTIONS):
+            return None, None
+        transport = options.get("transport")
+        if transport is not None:
+            if not isinstance(transport, httpx.AsyncBaseTransport):
+                raise TypeError(
+                    f"transport must be an httpx.AsyncBaseTransport, not {type(transport).__name__}"
+                )
+            return transport, None
+        overrides: dict[str, Any] = {}
+        if "verify" in options:
+            overrides["verify"] = check_verify(options["verify"])
+        if "cert" in options:
+            overrides["cert"] = check_cert(options["cert"])
+        if "http2" in options:
+            overrides["http2"] = check_bool("http2", options["http2"])
+            check_http2(overrides["http2"])
+        if "proxy" in options:
+            overrides["proxy"] = check_proxy(options["proxy"])
+        return None, overrides or None
+
+    def _target(self, url: httpx.URL | str, options: Mapping[str, Any]) -> httpx.URL:
+        """The absolute URL of a call, checked before any I/O."""
+        if options and "base_url" in options:
+            return check_url(url, check_base_url(options["base_url"]))
+        return check_url(url, self._base_url)
+
+    async def _send(
+        self, request: httpx.Request, call: Call, send: dict[str, Any], *, stream: bool
+    ) -> httpx.Response:
+        """Send through httpx's client, under a hard stop at the call's deadline where one
+        is possible (it also bounds an OAuth token wait); errors become cf's."""
+        call.start()
         guard = AsyncDeadline(call.deadline)
         try:
             async with guard:
-                return await send_with_retries(
-                    self._send_once, call, stream=stream, sleep=self._sleep, logger=logger
-                )
+                response = await self._client.send(request, stream=True, **send)
+        except httpx.RequestError as exc:
+            raise error_for(exc, call, request) from exc
         except TimeoutError:
             if guard.expired:
-                raise call.deadline_error() from None
+                raise error_for(call.deadline_exceeded(request), call, request) from None
             raise
-
-    async def _send_once(self, call: Call) -> httpx.Response:
-        if call.direct:
-            return await self._send_direct(call.request)
-        client = self._client if call.engine_key is None else self._engine(call.engine_key)
-        return await client.send(
-            call.request, stream=True, auth=call.auth, follow_redirects=call.follow_redirects
-        )
-
-    async def _send_direct(self, request: httpx.Request) -> httpx.Response:
-        """What `httpx.AsyncClient.send` does for a request with no auth flow, no
-        redirects to follow and no event hooks, without its generators and wrappers."""
-        client = self._client
-        if client.is_closed:
-            raise RuntimeError("Cannot send a request, as the client has been closed.")
-        started = time.perf_counter()
-        response = await client._transport_for_url(request.url).handle_async_request(request)
-        response.request = request
-        response.elapsed = timedelta(seconds=time.perf_counter() - started)
-        if self._default_encoding is not None:
-            response.default_encoding = self._default_encoding
-        if "set-cookie" in response.headers:
-            client.cookies.extract_cookies(response)
-        if response.has_redirect_location:  # as httpx does when not following redirects
-            response.next_request = client._build_redirect_request(request, response)
-        if _httpx_logger.isEnabledFor(logging.INFO):
-            _httpx_logger.info(
-                'HTTP Request: %s %s "%s %d %s"',
-                request.method,
-                request.url,
-                response.http_version,
-                response.status_code,
-                response.reason_phrase,
-            )
+        try:
+            if response.status_code in call.policy.failure_statuses and _raises(call.policy):
+                await response.aread()
+                raise call.status_error(response)
+            if not stream:
+                await response.aread()
+        except httpx.RequestError as exc:
+            await response.aclose()
+            raise error_for(exc, call, request) from exc
+        except BaseException:
+            await response.aclose()
+            raise
         return response
 
     async def get(self, url: httpx.URL | str, **options: Unpack[RequestOptions]) -> httpx.Response:
+        """Send a GET request; see `request()`."""
         return await self.request("GET", url, **options)
 
     async def head(self, url: httpx.URL | str, **options: Unpack[RequestOptions]) -> httpx.Response:
+        """Send a HEAD request; see `request()`."""
         return await self.request("HEAD", url, **options)
 
     async def options(
         self, url: httpx.URL | str, **options: Unpack[RequestOptions]
     ) -> httpx.Response:
+        """Send an OPTIONS request; see `request()`."""
         return await self.request("OPTIONS", url, **options)
 
     async def post(self, url: httpx.URL | str, **options: Unpack[RequestOptions]) -> httpx.Response:
+        """Send a POST request; see `request()`."""
         return await self.request("POST", url, **options)
 
     async def put(self, url: httpx.URL | str, **options: Unpack[RequestOptions]) -> httpx.Response:
+        """Send a PUT request; see `request()`."""
         return await self.request("PUT", url, **options)
 
     async def patch(
         self, url: httpx.URL | str, **options: Unpack[RequestOptions]
     ) -> httpx.Response:
+        """Send a PATCH request; see `request()`."""
         return await self.request("PATCH", url, **options)
 
     async def delete(
         self, url: httpx.URL | str, **options: Unpack[RequestOptions]
     ) -> httpx.Response:
+        """Send a DELETE request; see `request()`."""
         return await self.request("DELETE", url, **options)
 
     # Lifetime ---------------------------------------------------------------
 
-    @property
-    def retry_budget(self) -> RetryBudget | None:
-        return self._defaults.budget
-
-    @property
-    def is_closed(self) -> bool:
-        return self._client.is_closed
-
     async def aclose(self) -> None:
         """Close every connection this client holds."""
-        engines, self._engines = list(self._engines.values()), {}
-        for client in [self._client, *engines]:
-            await client.aclose()
+        await self._client.aclose()
 
     async def __aenter__(self) -> Self:
         return self
@@ -290,19 +408,53 @@ class HTTPAio:
         return f"<{type(self).__name__} closed={self.is_closed}>"
 
 
-class _GuardedStream(httpx.AsyncByteStream):
-    """A streamed body whose transport failures raise HTTPAio exceptions."""
+def _given(value: Any, default: Any) -> Any:
+    """`value` unless it is None (an injected sleep may be a falsy object)."""
+    return default if value is None else value
 
-    def __init__(self, stream: Any, call: Call) -> None:
+
+def _raises(policy: RetryPolicy) -> bool:
+    return getattr(policy, "raise_on_failure_status", True) is not False
+
+
+def _replayable(options: Mapping[str, Any]) -> bool | None:
+    """Whether the body can be sent again: None lets the transport look at the stream."""
+    if not options:
+        return True
+    content = options.get("content")
+    if content is not None and not isinstance(content, (bytes, str)):
+        return False
+    files = options.get("files")
+    if files:
+        values = files.values() if isinstance(files, dict) else (v for _, v in files)
+        for value in values:
+            file = value[1] if isinstance(value, tuple) else value
+            if not isinstance(file, (bytes, str)) and not _seekable(file):
+                return False
+    return True
+
+
+def _seekable(file: Any) -> bool:
+    try:
+        return bool(file.seekable())
+    except Exception:
+        return False
+
+
+class _GuardedStream(httpx.AsyncByteStream):
+    """A streamed body whose transport failures raise cf's exceptions."""
+
+    def __init__(self, stream: Any, call: Call, request: httpx.Request) -> None:
         self._stream = stream
         self._call = call
+        self._request = request
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
             async for chunk in self._stream:
                 yield chunk
         except httpx.RequestError as exc:
-            raise self._call.transport_error(exc, None) from exc
+            raise error_for(exc, self._call, self._request) from exc
 
     async def aclose(self) -> None:
         await self._stream.aclose()

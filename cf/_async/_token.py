@@ -27,7 +27,7 @@ class AsyncTokenManager:
 
     def __init__(
         self,
-        fetch: Callable[[], Awaitable[Token]],
+        fetch: Callable[..., Awaitable[Token]],
         *,
         store: AsyncTokenStore,
         key: str,
@@ -45,11 +45,14 @@ class AsyncTokenManager:
         self._pause_until = -math.inf  # no early refresh before this, after one failed
         self._registered: str | None = None
 
-    async def get(self, timeout: float | None = None) -> Token:
+    async def get(self, timeout: float | None = None, deadline: float | None = None) -> Token:
         """A usable token, fetched first if needed; waits at most `timeout` for a fetch.
 
         Raises `OAuthError` when the fetch fails and no valid token is left,
-        and the builtin `TimeoutError` when `timeout` runs out first.
+        and the builtin `TimeoutError` when `timeout` runs out first. `deadline`
+        bounds a fetch this caller performs itself (sync mode, where the first
+        caller's thread fetches); in async mode a fetch runs in a task of its
+        own for every waiter and is bounded by the token request's timeouts.
         """
         token = await self._store.get(self._key)
         if token is not None:
@@ -59,7 +62,8 @@ class AsyncTokenManager:
             ):
                 self._register(token)
                 return token
-        return await self._flight.run(self._refresh, timeout=timeout)
+        bound = deadline if self._flight.INLINE else None
+        return await self._flight.run(lambda: self._refresh(bound), timeout=timeout)
 
     async def invalidate(self, token: Token) -> None:
         """Forget `token` if it is still the stored one (the API rejected it)."""
@@ -69,7 +73,7 @@ class AsyncTokenManager:
                 await self._store.set(self._key, None)
                 self._pause_until = -math.inf
 
-    async def _refresh(self) -> Token:
+    async def _refresh(self, deadline: float | None = None) -> Token:
         async with self._store.lock(self._key):
             # Another caller (or process, with a shared store) may have renewed it meanwhile.
             current = await self._store.get(self._key)
@@ -77,7 +81,7 @@ class AsyncTokenManager:
                 self._register(current)
                 return current
             try:
-                token = await self._fetch()
+                token = await (self._fetch(deadline) if deadline is not None else self._fetch())
             except OAuthError as exc:
                 now = self._clock()
                 if current is None or current.is_expired(now):

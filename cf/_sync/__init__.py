@@ -11,21 +11,34 @@ from typing import TYPE_CHECKING, Any
 
 from cf._sync._client import HTTP
 from cf._sync._pool import HTTPPool
+from cf._sync._transport import RetryTransport
 
 if TYPE_CHECKING:
+    from cf._sync._auth import ClientCredentialsAuth
     from cf._sync._oauth import OAuthHTTP
     from cf._sync._token_store import InMemoryTokenStore, TokenStore
 
-__all__ = ["InMemoryTokenStore", "TokenStore", "HTTP", "HTTPPool", "OAuthHTTP"]
+__all__ = [
+    "ClientCredentialsAuth",
+    "InMemoryTokenStore",
+    "RetryTransport",
+    "TokenStore",
+    "HTTP",
+    "HTTPPool",
+    "OAuthHTTP",
+]
+
+_LAZY = {
+    "OAuthHTTP": "cf._sync._oauth",
+    "ClientCredentialsAuth": "cf._sync._auth",
+    "InMemoryTokenStore": "cf._sync._token_store",
+    "TokenStore": "cf._sync._token_store",
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name == "OAuthHTTP":
-        from cf._sync._oauth import OAuthHTTP
+    if name in _LAZY:
+        import importlib
 
-        return OAuthHTTP
-    if name in ("InMemoryTokenStore", "TokenStore"):
-        from cf._sync import _token_store
-
-        return getattr(_token_store, name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -28,7 +28,7 @@ class TokenManager:
 
     def __init__(
         self,
-        fetch: Callable[[], Token],
+        fetch: Callable[..., Token],
         *,
         store: TokenStore,
         key: str,
@@ -46,11 +46,14 @@ class TokenManager:
         self._pause_until = -math.inf  # no early refresh before this, after one failed
         self._registered: str | None = None
 
-    def get(self, timeout: float | None = None) -> Token:
+    def get(self, timeout: float | None = None, deadline: float | None = None) -> Token:
         """A usable token, fetched first if needed; waits at most `timeout` for a fetch.
 
         Raises `OAuthError` when the fetch fails and no valid token is left,
-        and the builtin `TimeoutError` when `timeout` runs out first.
+        and the builtin `TimeoutError` when `timeout` runs out first. `deadline`
+        bounds a fetch this caller performs itself (sync mode, where the first
+        caller's thread fetches); in async mode a fetch runs in a task of its
+        own for every waiter and is bounded by the token request's timeouts.
         """
         token = self._store.get(self._key)
         if token is not None:
@@ -60,7 +63,8 @@ class TokenManager:
             ):
                 self._register(token)
                 return token
-        return self._flight.run(self._refresh, timeout=timeout)
+        bound = deadline if self._flight.INLINE else None
+        return self._flight.run(lambda: self._refresh(bound), timeout=timeout)
 
     def invalidate(self, token: Token) -> None:
         """Forget `token` if it is still the stored one (the API rejected it)."""
@@ -70,7 +74,7 @@ class TokenManager:
                 self._store.set(self._key, None)
                 self._pause_until = -math.inf
 
-    def _refresh(self) -> Token:
+    def _refresh(self, deadline: float | None = None) -> Token:
         with self._store.lock(self._key):
             # Another caller (or process, with a shared store) may have renewed it meanwhile.
             current = self._store.get(self._key)
@@ -78,7 +82,7 @@ class TokenManager:
                 self._register(current)
                 return current
             try:
-                token = self._fetch()
+                token = (self._fetch(deadline) if deadline is not None else self._fetch())
             except OAuthError as exc:
                 now = self._clock()
                 if current is None or current.is_expired(now):

@@ -1,126 +1,184 @@
-"""An httpx async transport over aiohttp's connection pool.
+"""An httpx async transport over aiohttp's connection pool: cf's async default engine.
 
-httpx's own async pool slows down sharply with many requests in flight; aiohttp's
-does not. `AiohttpTransport` keeps httpx's API and types (requests, responses,
-exceptions, redirects, cookies, decoding all stay in httpx) and uses aiohttp only
-to move bytes. aiohttp's exceptions become httpx's by what they say about retry
-safety, that is whether the request may have reached the server:
+httpx's own async pool slows down sharply with many requests in flight;
+aiohttp's does not. `AiohttpTransport` keeps httpx's API and types (requests,
+responses, exceptions, redirects, cookies, decoding all stay in httpx) and
+uses aiohttp only to move bytes: the request goes out as httpx built it
+(headers in order, repeats and case kept, no header of aiohttp's own). What
+aiohttp cannot send faithfully (non-UTF-8 header bytes, `Expect: 100-continue`,
+which aiohttp waits for while httpx does not) goes through httpx's own
+transport instead, and so do HTTP/2 and SOCKS proxies (see `_engines.py`).
+
+aiohttp's exceptions become httpx's in `map_aiohttp_exceptions`, by what they
+say about retry safety (could the request have reached the server?):
 
     aiohttp                                      httpx                sent?
     (waiting for a free connection: our gate)    PoolTimeout          no
     ConnectionTimeoutError (DNS, TCP, TLS)       ConnectTimeout       no
-    ClientConnectorError (refused, DNS, TLS,     ConnectError         no
-      connecting to the proxy)
+    ClientConnectorError (refused, DNS, TLS)     ConnectError         no
     ClientHttpProxyError (proxy refused CONNECT) ProxyError           no
     InvalidURL, NonHttpUrlClientError            UnsupportedProtocol  no
     ServerTimeoutError, TimeoutError (sock_read) ReadTimeout          maybe
     ServerDisconnectedError, ClientResponseError RemoteProtocolError  maybe
-      (no response; bad status line or headers, LineTooLong, BadHttpMessage)
     writing the request failed                   WriteError           maybe
-      (ClientConnectionResetError, "Can not write request body", "Failed to send bytes")
-    ClientPayloadError (truncated body, reset    ReadError            maybe
-      mid-body), ClientOSError (reset), other ClientConnectionError, OSError
+    ClientPayloadError, ClientOSError, OSError   ReadError            maybe
     any other ClientError                        TransportError       maybe
 
-Differences from httpx's own transport: no write timeout (aiohttp has none), no
-cap on idle connections besides `max_keepalive_connections=0` (no keep-alive),
-HTTP/1.1 only. aiohttp's own retry of idempotent requests on a dropped
-connection is turned off: the cf retry loop owns retries and their budget.
+Messages are httpx-like and redacted; aiohttp exceptions that carry the
+request (URL, headers) are scrubbed before they are chained as `__cause__`.
+
+Differences from httpx's own transport: no write timeout (aiohttp has none;
+cf's deadline still bounds the call), HTTP/1.1 only. Every touch of aiohttp
+beyond its documented API is in `_aiohttp_compat.py`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import errno
+import os
 import ssl
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import aiohttp
 import httpx
 from aiohttp import hdrs
-from multidict import CIMultiDict
 from yarl import URL
 
-__all__ = ["AiohttpTransport"]
+from cf._redact import redact_text, redact_url
+from cf._transports._aiohttp_compat import (
+    CheckedConnector,
+    RawHeadersRequest,
+    disable_retry,
+    raw_headers,
+    reset_raw_headers,
+)
+from cf._transports._engines import ssl_context
+
+__all__ = ["AiohttpTransport", "map_aiohttp_exceptions"]
 
 _DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
-_HTTPXTransport = httpx.AsyncHTTPTransport
-# pytest-httpx (and similar mocks) replace this class attribute; see `_mocked_handle`.
-_ORIGINAL_HANDLE = _HTTPXTransport.handle_async_request
-_HTTPX_MODULE = _ORIGINAL_HANDLE.__module__
 _NO_TIMEOUT: dict[str, float | None] = {}
-_CertTypes = str | tuple[str, str] | tuple[str, str, str]  # as httpx's
 _MAX_CACHED = 256
 # httpx (h11) accepts up to 100 KiB of response head; aiohttp's default is 8 KiB a line.
 _MAX_HEADER_BYTES = 100 * 1024
+# aiohttp adds none of these itself: the request carries httpx's headers only.
+_SKIP_AUTO = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
+_PRELOAD = "cf.preload"
 
-
-class _AllMethods(set[str]):
-    """Contains every method: aiohttp then never adds `Content-Length: 0` of its own."""
-
-    def __contains__(self, item: object) -> bool:
-        return True
-
-
-class _Request(aiohttp.ClientRequest):
-    """A ClientRequest that sends httpx's headers as they are: no automatic
-    User-Agent, Accept, Accept-Encoding, Content-Type or Content-Length: 0."""
-
-    GET_METHODS = _AllMethods()
-    _skip_auto_headers = CIMultiDict(((hdrs.CONTENT_TYPE, None),))
-
-    def update_headers(self, headers: Any) -> None:
-        # The session hands over a fresh CIMultiDict in httpx's order, Host included:
-        # keep it as it is (aiohttp would move Host first).
-        if isinstance(headers, CIMultiDict) and hdrs.HOST in headers:
-            self.headers = headers
-        else:
-            super().update_headers(headers)
-
-    def update_auto_headers(self, skip_auto_headers: Iterable[str] | None) -> None:
-        pass
-
-
-# Ordered: subclasses first (ConnectionTimeoutError is a ServerTimeoutError, every
-# timeout is an OSError, ClientConnectorError is a ClientOSError).
-_MAPPING: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
-    (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),
-    (aiohttp.ClientConnectorError, httpx.ConnectError),
-    (aiohttp.ClientHttpProxyError, httpx.ProxyError),
-    (aiohttp.ServerTimeoutError, httpx.ReadTimeout),
-    (asyncio.TimeoutError, httpx.ReadTimeout),
-    (aiohttp.ServerDisconnectedError, httpx.RemoteProtocolError),
-    (aiohttp.ClientResponseError, httpx.RemoteProtocolError),
-    (aiohttp.ClientPayloadError, httpx.ReadError),
-    (aiohttp.InvalidURL, httpx.UnsupportedProtocol),
-    (aiohttp.NonHttpUrlClientError, httpx.UnsupportedProtocol),
-    (aiohttp.ClientConnectionResetError, httpx.WriteError),
-    (aiohttp.ClientConnectionError, httpx.ReadError),
-    (aiohttp.ClientError, httpx.TransportError),
-    (OSError, httpx.ReadError),
-)
+# Most specific first is not needed: the match is by the exception's own MRO.
+_EXCEPTIONS: dict[type[BaseException], type[httpx.TransportError]] = {
+    aiohttp.ConnectionTimeoutError: httpx.ConnectTimeout,
+    aiohttp.ClientConnectorError: httpx.ConnectError,
+    aiohttp.ClientHttpProxyError: httpx.ProxyError,
+    aiohttp.ServerTimeoutError: httpx.ReadTimeout,
+    asyncio.TimeoutError: httpx.ReadTimeout,
+    aiohttp.ServerDisconnectedError: httpx.RemoteProtocolError,
+    aiohttp.ClientResponseError: httpx.RemoteProtocolError,
+    aiohttp.ClientPayloadError: httpx.ReadError,
+    aiohttp.InvalidURL: httpx.UnsupportedProtocol,
+    aiohttp.NonHttpUrlClientError: httpx.UnsupportedProtocol,
+    aiohttp.ClientConnectionResetError: httpx.WriteError,
+    aiohttp.ClientConnectionError: httpx.ReadError,
+    aiohttp.ClientError: httpx.TransportError,
+    OSError: httpx.ReadError,
+}
 # aiohttp reports a failed request write with these messages (client_reqrep.py).
 _WRITE_FAILURES = ("Can not write request body", "Failed to send bytes")
 
 
-def _map_exception(exc: Exception, request: httpx.Request) -> Exception:
-    """The httpx exception for an aiohttp one, or `exc` itself when it is not aiohttp's."""
-    for source, target in _MAPPING:
-        if isinstance(exc, source):
-            message = str(exc) or type(exc).__name__
-            if target is httpx.ReadError and any(m in message for m in _WRITE_FAILURES):
-                target = httpx.WriteError
-            return target(message, request=request)
-    return exc
+def _target(exc: BaseException) -> type[httpx.TransportError] | None:
+    """The httpx class for `exc`: the entry of its most specific class (its own MRO)."""
+    for cls in type(exc).__mro__:
+        target = _EXCEPTIONS.get(cls)
+        if target is not None:
+            return target
+    return None
 
 
-def _decode_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
-    # aiohttp writes headers as UTF-8, so decoding UTF-8 sends httpx's bytes unchanged.
+def _message(exc: BaseException) -> str:
+    """An httpx-like, redacted message: the OS error as httpcore states it where there is one."""
+    os_error = getattr(exc, "os_error", None)
+    if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(os_error, OSError):
+        if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+            return redact_text(str(exc.certificate_error))
+        code = os_error.errno
+        if code is not None and code > 0:
+            return f"[Errno {code}] {os.strerror(code)}"
+        return redact_text(str(os_error) or type(os_error).__name__)
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "Server disconnected without sending a response."
+    if isinstance(exc, (aiohttp.ServerTimeoutError, asyncio.TimeoutError)):
+        return "timed out"
+    return redact_text(str(exc)) or type(exc).__name__
+
+
+def _scrub(exc: BaseException) -> None:
+    """Redact what an aiohttp exception holds of the request before it is chained."""
+    if isinstance(exc, aiohttp.ClientResponseError):
+        info = exc.request_info
+        url = URL(redact_url(str(info.real_url)), encoded=True)
+        exc.request_info = aiohttp.RequestInfo(url, info.method, _redacted_proxy(), url)
+        exc.message = redact_text(exc.message)
+        exc.history = ()
+        exc.headers = None
+        exc.args = ()
+    elif isinstance(exc, aiohttp.InvalidURL):
+        exc.args = (redact_url(str(exc.url)),)
+    elif exc.args:
+        exc.args = tuple(redact_text(a) if isinstance(a, str) else a for a in exc.args)
+
+
+def _redacted_proxy() -> Any:
+    from multidict import CIMultiDict, CIMultiDictProxy
+
+    return CIMultiDictProxy(CIMultiDict())
+
+
+@contextmanager
+def map_aiohttp_exceptions(request: httpx.Request) -> Iterator[None]:
+    """Raise aiohttp's exceptions as the most specific httpx ones (others pass through)."""
+    try:
+        yield
+    except Exception as exc:
+        target = _target(exc)
+        if target is None or isinstance(exc, httpx.HTTPError):
+            raise
+        message = _message(exc)
+        if target is httpx.ReadError and any(m in str(exc) for m in _WRITE_FAILURES):
+            target = httpx.WriteError
+        if isinstance(exc, OSError) and exc.errno in (errno.EPIPE, errno.ECONNRESET):
+            target = httpx.WriteError if "write" in str(exc).lower() else target
+        _scrub(exc)
+        raise target(message, request=request) from exc
+
+
+def _header_text(raw: list[tuple[bytes, bytes]]) -> list[tuple[str, str]] | None:
+    """httpx's header bytes as aiohttp sends them (UTF-8); None when they are not UTF-8."""
     try:
         return [(k.decode(), v.decode()) for k, v in raw]
     except UnicodeDecodeError:
-        return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw]
+        return None
+
+
+class _NetworkStream:
+    """What httpx's `network_stream` extension offers for inspection: `get_extra_info`."""
+
+    __slots__ = ("_info",)
+
+    def __init__(self, transport: asyncio.BaseTransport | None) -> None:
+        self._info: dict[str, Any] = {}
+        if transport is not None:
+            for name in ("ssl_object", "peername", "sockname", "socket"):
+                self._info[name] = transport.get_extra_info(name)
+        self._info["client_addr"] = self._info.get("sockname")
+        self._info["server_addr"] = self._info.get("peername")
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._info.get(info)
 
 
 class _ResponseStream(httpx.AsyncByteStream):
@@ -141,14 +199,9 @@ class _ResponseStream(httpx.AsyncByteStream):
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         read = self._response.content.readany
-        try:
+        with map_aiohttp_exceptions(self._request):
             while chunk := await read():
                 yield chunk
-        except Exception as exc:
-            mapped = _map_exception(exc, self._request)
-            if mapped is exc:
-                raise
-            raise mapped from exc
 
     async def aclose(self) -> None:
         if self._closed:
@@ -210,24 +263,26 @@ class _LoopState:
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """An `httpx.AsyncBaseTransport` that sends requests with aiohttp.
 
-    Options mean what they mean for `httpx.AsyncHTTPTransport`. Requests beyond
-    `limits.max_connections` wait for a connection, bounded by the pool timeout.
-    The aiohttp session is created on the first request in a running loop, and
-    again for a request in another loop. While pytest-httpx (or any mock of
-    `httpx.AsyncHTTPTransport.handle_async_request`) is active, requests go there.
+    Options mean what they mean for `httpx.AsyncHTTPTransport` (`verify` may be
+    an `ssl.SSLContext`, which is used as it is, never changed but for its ALPN
+    protocols, set to HTTP/1.1 before each connection). Requests beyond
+    `limits.max_connections` wait for a connection, bounded by the pool
+    timeout. The aiohttp session is created on the first request in a running
+    loop, and again for a request in another loop.
     """
 
     def __init__(
         self,
         *,
         verify: ssl.SSLContext | str | bool = True,
-        cert: _CertTypes | None = None,
+        cert: str | tuple[str, ...] | None = None,
         trust_env: bool = True,
         limits: httpx.Limits = _DEFAULT_LIMITS,
         proxy: str | httpx.URL | httpx.Proxy | None = None,
         local_address: str | None = None,
     ) -> None:
-        self._ssl_context = httpx.create_ssl_context(verify=verify, cert=cert, trust_env=trust_env)
+        self._caller_context = isinstance(verify, ssl.SSLContext)
+        self._ssl_context = ssl_context(verify, cert, trust_env)
         self._trust_env = trust_env
         self._limits = limits
         self._local_address = local_address
@@ -236,9 +291,12 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._proxy_headers: list[tuple[str, str]] = []
         if self._proxy is not None:
             if self._proxy.url.scheme not in ("http", "https"):
-                raise ValueError(f"aiohttp does not support {self._proxy.url.scheme} proxies")
+                raise ValueError(
+                    f"aiohttp does not support {self._proxy.url.scheme} proxies "
+                    "(cf uses httpx's own transport for them)"
+                )
             self._proxy_url = URL(str(self._proxy.url), encoded=True)
-            self._proxy_headers = _decode_headers(self._proxy.headers.raw)
+            self._proxy_headers = _header_text(self._proxy.headers.raw) or []
             if self._proxy.auth is not None:
                 credentials = base64.b64encode(":".join(self._proxy.auth).encode()).decode()
                 self._proxy_headers.insert(0, (hdrs.PROXY_AUTHORIZATION, f"Basic {credentials}"))
@@ -248,9 +306,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._urls: dict[str, URL] = {}
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        handle = _HTTPXTransport.handle_async_request
-        if handle is not _ORIGINAL_HANDLE:
-            return await self._mocked_handle(handle, request)
+        headers = _header_text(request.headers.raw)
+        if headers is None or _expects_continue(request):
+            return await self._fallback_transport().handle_async_request(request)
 
         state = self._state
         if state is None or state.loop is not asyncio.get_running_loop():
@@ -268,19 +326,22 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         if aiohttp_url is None:
             aiohttp_url = self._aiohttp_url(request, url_key)
 
-        raw_headers = request.headers.raw
-        try:
-            data: Any = request.content or None
-        except httpx.RequestNotRead:
-            data = request.stream  # aiohttp sends it chunked, or with httpx's Content-Length
-            if not isinstance(data, httpx.AsyncByteStream):
-                message = "Attempted to send a sync request body with an async transport."
-                raise RuntimeError(message) from None
-            raw_headers = [(k, v) for k, v in raw_headers if k.lower() != b"transfer-encoding"]
-        headers = _decode_headers(raw_headers)
+        stream = request.stream
+        data: Any
+        if isinstance(stream, httpx.ByteStream):
+            data = b"".join(stream) or None
+        elif isinstance(stream, httpx.AsyncByteStream):
+            data = stream  # aiohttp sends it chunked, or with httpx's Content-Length
+            headers = [(k, v) for k, v in headers if k.lower() != "transfer-encoding"]
+        else:
+            message = "Attempted to send a sync request body with an async transport."
+            raise RuntimeError(message)
         if self._proxy_url is not None and url.scheme == "http":
             # Forwarded through the proxy (no CONNECT): it reads its headers from ours.
             headers = self._proxy_headers + headers
+        if self._caller_context and url.scheme == "https":
+            self._ssl_context.set_alpn_protocols(["http/1.1"])
+        sni = request.extensions.get("sni_hostname")
 
         gate = state.gate
         if gate is not None:
@@ -288,46 +349,46 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 await self._wait_for_connection(gate, timeout.get("pool"), request)
             else:
                 await gate.acquire()
+        token = raw_headers(headers)
         try:
-            response = await state.session.request(
-                request.method,
-                aiohttp_url,
-                headers=headers,
-                data=data,
-                allow_redirects=False,
-                timeout=client_timeout,
-                proxy=self._proxy_url,
-                proxy_headers=self._proxy_headers or None,  # for CONNECT
-            )
-        except BaseException as exc:
+            with map_aiohttp_exceptions(request):
+                response = await state.session.request(
+                    request.method,
+                    aiohttp_url,
+                    data=data,
+                    allow_redirects=False,
+                    timeout=client_timeout,
+                    proxy=self._proxy_url,
+                    proxy_headers=self._proxy_headers or None,  # for CONNECT
+                    skip_auto_headers=_SKIP_AUTO,
+                    server_hostname=sni.decode() if isinstance(sni, bytes) else sni,
+                )
+        except BaseException:
             if gate is not None:
                 gate.release()
-            if isinstance(exc, Exception):
-                mapped = _map_exception(exc, request)
-                if mapped is not exc:
-                    raise mapped from exc
             raise
+        finally:
+            reset_raw_headers(token)
 
-        preload = request.extensions.get("cf_preload")
-        stream: httpx.AsyncByteStream
-        if preload:
+        extensions = {
+            "http_version": b"HTTP/1.0" if response.version == (1, 0) else b"HTTP/1.1",
+            "reason_phrase": (response.reason or "").encode("latin-1", "replace"),
+            "network_stream": _NetworkStream(
+                response.connection.transport if response.connection else None
+            ),
+        }
+        body: httpx.AsyncByteStream
+        if request.extensions.get(_PRELOAD):
             # The caller reads the whole body anyway: one read() beats a chunk loop.
-            stream = await self._read_body(response, request, gate)
+            body = await self._read_body(response, request, gate)
         else:
-            stream = _ResponseStream(response, request, gate)
-        result = httpx.Response(
+            body = _ResponseStream(response, request, gate)
+        return httpx.Response(
             response.status,
             headers=response.raw_headers,
-            stream=stream,
-            request=request,
-            extensions={
-                "http_version": b"HTTP/1.0" if response.version == (1, 0) else b"HTTP/1.1",
-                "reason_phrase": (response.reason or "").encode("latin-1", "replace"),
-            },
+            stream=body,
+            extensions=extensions,
         )
-        if preload:
-            result.read()  # in memory already: decode it now, without async generators
-        return result
 
     @staticmethod
     async def _read_body(
@@ -337,13 +398,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     ) -> httpx.ByteStream:
         """The whole body, the connection released: for calls that read it all."""
         try:
-            body = await response.read()
-        except BaseException as exc:
+            with map_aiohttp_exceptions(request):
+                body = await response.read()
+        except BaseException:
             response.close()
-            if isinstance(exc, Exception):
-                mapped = _map_exception(exc, request)
-                if mapped is not exc:
-                    raise mapped from exc
             raise
         finally:
             if gate is not None:
@@ -362,6 +420,18 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         if fallback is not None:
             await fallback.aclose()
 
+    def _fallback_transport(self) -> httpx.AsyncHTTPTransport:
+        """httpx's own transport, for the requests aiohttp cannot send as httpx built them."""
+        if self._fallback is None:
+            self._fallback = httpx.AsyncHTTPTransport(
+                verify=self._ssl_context,
+                trust_env=self._trust_env,
+                limits=self._limits,
+                proxy=self._proxy,
+                local_address=self._local_address,
+            )
+        return self._fallback
+
     async def _open(self) -> _LoopState:
         """Create the aiohttp session for the running loop."""
         if self._state is not None:
@@ -373,7 +443,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         keep_alive: dict[str, Any] = (
             {} if no_keep_alive else {"keepalive_timeout": limits.keepalive_expiry}
         )
-        connector = aiohttp.TCPConnector(
+        connector = CheckedConnector(
             limit=limits.max_connections or 0,
             limit_per_host=0,
             force_close=no_keep_alive,
@@ -384,15 +454,15 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         session = aiohttp.ClientSession(
             connector=connector,
             cookie_jar=aiohttp.DummyCookieJar(),
-            request_class=_Request,
+            request_class=RawHeadersRequest,
             auto_decompress=False,
-            trust_env=False,  # httpx's Client decides proxies; no per-request netrc lookup
+            trust_env=False,  # httpx's client decides proxies; no per-request netrc lookup
             requote_redirect_url=False,
             raise_for_status=False,
             max_line_size=_MAX_HEADER_BYTES,
             max_field_size=_MAX_HEADER_BYTES,
         )
-        session._retry_connection = False
+        disable_retry(session)
         closer = _close_at_loop_end(session)
         await closer.asend(None)  # runs to its `yield` at once: registers with the loop
         gate = asyncio.Semaphore(limits.max_connections) if limits.max_connections else None
@@ -424,7 +494,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 f"{url.scheme}://{netloc}{url.raw_path.decode('ascii')}", encoded=True
             )
         except ValueError as exc:
-            raise httpx.UnsupportedProtocol(str(exc), request=request) from exc
+            raise httpx.UnsupportedProtocol(redact_text(str(exc)), request=request) from None
         self._urls[url_key] = aiohttp_url
         return aiohttp_url
 
@@ -433,23 +503,11 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     ) -> None:
         try:
             await asyncio.wait_for(gate.acquire(), timeout)
-        except asyncio.TimeoutError as exc:
+        except asyncio.TimeoutError:
             message = f"No free connection within {timeout} s"
-            raise httpx.PoolTimeout(message, request=request) from exc
+            raise httpx.PoolTimeout(message, request=request) from None
 
-    async def _mocked_handle(self, handle: Any, request: httpx.Request) -> httpx.Response:
-        """Send through a patched `httpx.AsyncHTTPTransport.handle_async_request`."""
-        global _ORIGINAL_HANDLE
-        if getattr(handle, "__module__", None) == _HTTPX_MODULE:
-            _ORIGINAL_HANDLE = handle  # we were imported while a mock was active
-            return await self.handle_async_request(request)
-        if self._fallback is None:
-            self._fallback = httpx.AsyncHTTPTransport(
-                verify=self._ssl_context,
-                trust_env=self._trust_env,
-                limits=self._limits,
-                proxy=self._proxy,
-                local_address=self._local_address,
-            )
-        response: httpx.Response = await handle(self._fallback, request)
-        return response
+
+def _expects_continue(request: httpx.Request) -> bool:
+    value = request.headers.get("expect")
+    return value is not None and value.lower() == "100-continue"

@@ -1,40 +1,67 @@
-"""The async client: `HTTPAio`, `OAuthHTTPAio`, their pools and exceptions."""
+"""The async client: `HTTPAio`, `OAuthHTTPAio`, their pools, transport, auth and exceptions.
+
+`AsyncRetryTransport` (cf's attempt loop) and `AsyncClientCredentialsAuth`
+(OAuth2 client credentials) work on any `httpx.AsyncClient` too.
+"""
 
 from typing import TYPE_CHECKING, Any
 
-from cf._async import HTTPAio, HTTPAioPool
+from cf._async import AsyncRetryTransport, HTTPAio, HTTPAioPool
 from cf._backoff import RetryBudget, RetryEvent, RetryPolicy
+from cf._breaker import CircuitBreaker
 from cf._exceptions import (
+    CircuitOpen,
+    DeadlineExceeded,
+    HTTPAioCircuitOpenError,
     HTTPAioException,
     HTTPAioStatusError,
     HTTPAioTimeoutError,
     HTTPAioTransportError,
+    HTTPCircuitOpenError,
     HTTPException,
     HTTPStatusError,
     HTTPTimeoutError,
     HTTPTransportError,
     OAuthError,
 )
+from cf._hedge import Hedge
 
 if TYPE_CHECKING:
-    from cf._async import AsyncInMemoryTokenStore, AsyncTokenStore, OAuthHTTPAio
+    from cf._async import (
+        AsyncClientCredentialsAuth,
+        AsyncInMemoryTokenStore,
+        AsyncTokenStore,
+        OAuthHTTPAio,
+    )
+    from cf._async._types import ClientOptions, OAuthClientOptions, RequestOptions
     from cf._oauth import Token
 
 __all__ = [
+    "AsyncClientCredentialsAuth",
     "AsyncInMemoryTokenStore",
+    "AsyncRetryTransport",
     "AsyncTokenStore",
+    "CircuitBreaker",
+    "CircuitOpen",
+    "ClientOptions",
+    "DeadlineExceeded",
     "HTTPAio",
+    "HTTPAioCircuitOpenError",
     "HTTPAioException",
     "HTTPAioPool",
     "HTTPAioStatusError",
     "HTTPAioTimeoutError",
     "HTTPAioTransportError",
+    "HTTPCircuitOpenError",
     "HTTPException",
     "HTTPStatusError",
     "HTTPTimeoutError",
     "HTTPTransportError",
+    "Hedge",
+    "OAuthClientOptions",
     "OAuthError",
     "OAuthHTTPAio",
+    "RequestOptions",
     "RetryBudget",
     "RetryEvent",
     "RetryPolicy",
@@ -45,9 +72,13 @@ __all__ = [
 # OAuth loads on first use: importing the plain client does not import oauthlib.
 _LAZY = {
     "OAuthHTTPAio": "cf._async",
+    "AsyncClientCredentialsAuth": "cf._async",
     "AsyncInMemoryTokenStore": "cf._async",
     "AsyncTokenStore": "cf._async",
     "Token": "cf._oauth",
+    "ClientOptions": "cf._async._types",
+    "OAuthClientOptions": "cf._async._types",
+    "RequestOptions": "cf._async._types",
 }
 
 

@@ -1,0 +1,144 @@
+"""Every touch of aiohttp beyond its documented API, in one place, gated on its version.
+
+The aiohttp engine sends httpx's requests byte for byte and lets cf's attempt
+loop see every attempt. aiohttp's public API cannot say three things, so this
+module reaches into it, each touch tested on its own
+(`tests/test_aiohttp_compat.py`) and allowed only for the versions below:
+
+1. `RawHeadersRequest.update_headers`: the request's headers are exactly
+   httpx's, in order, repeats and case kept. `ClientSession` merges headers
+   through a set of names, losing repeats that differ only in case (`X-A`,
+   `x-a`); the request class takes them from `raw_headers()` instead.
+2. `RawHeadersRequest.GET_METHODS`: aiohttp adds `Content-Length: 0` to
+   bodiless requests of methods outside this set (DELETE, extension methods);
+   httpx does not, so the set contains every method.
+3. `disable_retry(session)`: aiohttp silently resends an idempotent request
+   once when a kept-alive connection turns out closed; cf's attempt loop and
+   its retry budget must see every attempt.
+4. `CheckedConnector._get`: before a kept-alive connection is reused, its
+   socket is polled (as httpcore and urllib3 do): a connection the server has
+   closed while idle (or that holds unexpected bytes) is dropped, not used.
+   aiohttp only notices a close when its event loop runs in between, which a
+   program driving the loop with `run_until_complete` per call never lets it do.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import select
+from collections.abc import Iterable
+from typing import Any
+
+import aiohttp
+from multidict import CIMultiDict
+
+__all__ = [
+    "AIOHTTP_VERSION",
+    "SUPPORTED",
+    "CheckedConnector",
+    "RawHeadersRequest",
+    "disable_retry",
+    "raw_headers",
+]
+
+SUPPORTED = ((3, 12, 14), (4, 0, 0))
+"""aiohttp versions these touches were written for and tested on: [low, high)."""
+
+
+def _version(text: str) -> tuple[int, int, int]:
+    parts = []
+    for piece in text.split(".")[:3]:
+        digits = "".join(c for c in piece if c.isdigit())
+        parts.append(int(digits or 0))
+    while len(parts) < 3:
+        parts.append(0)
+    return parts[0], parts[1], parts[2]
+
+
+AIOHTTP_VERSION = _version(aiohttp.__version__)
+
+if not SUPPORTED[0] <= AIOHTTP_VERSION < SUPPORTED[1]:  # pragma: no cover - checked by the gate
+    raise ImportError(
+        f"cf's aiohttp engine needs aiohttp >= 3.12.14, < 4 (found {aiohttp.__version__}); "
+        'install a supported aiohttp or use engine="httpx"'
+    )
+
+_RAW_HEADERS: contextvars.ContextVar[list[tuple[str, str]] | None] = contextvars.ContextVar(
+    "cf_aiohttp_raw_headers", default=None
+)
+
+
+def raw_headers(headers: list[tuple[str, str]]) -> contextvars.Token[list[tuple[str, str]] | None]:
+    """Set the headers the next `RawHeadersRequest` built in this task sends as they are."""
+    return _RAW_HEADERS.set(headers)
+
+
+def reset_raw_headers(token: contextvars.Token[list[tuple[str, str]] | None]) -> None:
+    _RAW_HEADERS.reset(token)
+
+
+class _AllMethods(set[str]):
+    """Contains every method: aiohttp then never adds a `Content-Length: 0` of its own."""
+
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+class RawHeadersRequest(aiohttp.ClientRequest):
+    """A `ClientRequest` whose headers are exactly the ones set by `raw_headers()`."""
+
+    GET_METHODS = _AllMethods()  # touch 2
+
+    def update_headers(self, headers: Any) -> None:  # touch 1
+        raw = _RAW_HEADERS.get()
+        if raw is None:  # not sent by the engine (aiohttp's own redirects never happen)
+            super().update_headers(headers)
+            return
+        result: CIMultiDict[str] = CIMultiDict()
+        for name, value in raw:
+            result.add(name, value)
+        if "Host" not in result:
+            host = self.url.host_port_subcomponent
+            if host is not None:
+                result["Host"] = host
+        self.headers = result
+
+
+def disable_retry(session: aiohttp.ClientSession) -> None:  # touch 3
+    """Turn off aiohttp's own resend of idempotent requests on a dropped connection."""
+    if not hasattr(session, "_retry_connection"):  # pragma: no cover - gated above
+        raise RuntimeError("aiohttp.ClientSession has no _retry_connection: unsupported version")
+    session._retry_connection = False
+
+
+def _readable(connection: Any) -> bool:
+    """True when an idle connection's socket has something to read: EOF or stray bytes."""
+    transport = connection.transport
+    if transport is None:
+        return True
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return False
+    try:
+        fileno = sock.fileno()
+        if fileno < 0:
+            return True
+        if hasattr(select, "poll"):  # no FD_SETSIZE limit
+            poller = select.poll()
+            poller.register(fileno, select.POLLIN)
+            return bool(poller.poll(0))
+        readable, _, _ = select.select([fileno], [], [], 0)  # pragma: no cover - Windows
+    except (OSError, ValueError):
+        return True
+    return bool(readable)  # pragma: no cover - Windows
+
+
+class CheckedConnector(aiohttp.TCPConnector):
+    """A `TCPConnector` that polls a kept-alive connection before handing it out again."""
+
+    async def _get(self, key: Any, traces: Iterable[Any]) -> Any:  # touch 4
+        while True:
+            connection = await super()._get(key, traces)  # type: ignore[arg-type]
+            if connection is None or not _readable(connection):
+                return connection
+            connection.close()  # the server closed it while idle: never send on it

@@ -1,0 +1,145 @@
+"""One test per private touch of aiohttp (cf/_transports/_aiohttp_compat.py).
+
+Each test fails when its touch stops working (a renamed hook, a changed
+attribute): a new aiohttp release that breaks one shows here first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import aiohttp
+import httpx
+import pytest
+
+from cf._transports import _aiohttp_compat as compat
+from cf._transports._aiohttp import AiohttpTransport
+
+pytestmark = pytest.mark.timeout(20)
+
+
+class RecordingServer:
+    """A threaded HTTP/1.1 server: records each request's head and body, answers 200,
+    and closes a connection that stays idle longer than `idle_close` seconds."""
+
+    def __init__(self, idle_close: float | None = None) -> None:
+        self.idle_close = idle_close
+        self.heads: list[bytes] = []
+        self.connections = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._stop = False
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        self._listener.settimeout(0.1)
+        while not self._stop:
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            self.connections += 1
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        buffer = b""
+        with conn:
+            conn.settimeout(self.idle_close or 5)
+            while True:
+                try:
+                    while b"\r\n\r\n" not in buffer:
+                        data = conn.recv(65536)
+                        if not data:
+                            return
+                        buffer += data
+                except (TimeoutError, OSError):
+                    return  # idle too long: close without a word, as nginx does
+                head, _, buffer = buffer.partition(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                while len(buffer) < length:
+                    buffer += conn.recv(65536)
+                buffer = buffer[length:]
+                self.heads.append(head)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join()
+        self._listener.close()
+
+
+@pytest.fixture
+def recording() -> Iterator[RecordingServer]:
+    server = RecordingServer()
+    yield server
+    server.close()
+
+
+async def test_touch_1_headers_go_out_exactly_as_httpx_built_them(
+    recording: RecordingServer,
+) -> None:
+    headers = [("X-A", "1"), ("x-a", "2"), ("X-Trace", "t")]
+    async with httpx.AsyncClient(transport=AiohttpTransport()) as client:
+        await client.get(recording.url, headers=headers)
+    lines = recording.heads[0].split(b"\r\n")[1:]
+    assert [line for line in lines if line.lower().startswith(b"x-")] == [
+        b"X-A: 1",
+        b"x-a: 2",
+        b"X-Trace: t",
+    ]
+    assert lines[0].startswith(b"Host: ")
+
+
+async def test_touch_2_no_content_length_of_aiohttp_own(recording: RecordingServer) -> None:
+    async with httpx.AsyncClient(transport=AiohttpTransport()) as client:
+        await client.request("DELETE", recording.url)
+        await client.request("VERSION-CONTROL", recording.url)
+    for head in recording.heads:
+        assert b"content-length" not in head.lower(), head
+
+
+async def test_touch_3_aiohttp_does_not_resend_on_its_own() -> None:
+    transport = AiohttpTransport()
+    async with httpx.AsyncClient(transport=transport):
+        pass
+    session = aiohttp.ClientSession()
+    try:
+        assert session._retry_connection is True  # aiohttp's default: it would resend
+        compat.disable_retry(session)
+        assert session._retry_connection is False
+    finally:
+        await session.close()
+
+
+def test_touch_4_a_connection_closed_while_the_loop_was_stopped_is_not_reused() -> None:
+    # The seed's pattern: the loop runs only inside run_until_complete, so aiohttp never
+    # sees the server close the idle connection; the POST must go out on a new one.
+    server = RecordingServer(idle_close=0.1)
+    loop = asyncio.new_event_loop()
+    try:
+        client = httpx.AsyncClient(transport=AiohttpTransport())
+        first = loop.run_until_complete(client.post(server.url, content=b"one"))
+        time.sleep(0.4)  # the server closes the idle connection meanwhile
+        second = loop.run_until_complete(client.post(server.url, content=b"two"))
+        loop.run_until_complete(client.aclose())
+    finally:
+        loop.close()
+        server.close()
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert server.connections == 2 and len(server.heads) == 2
+
+
+def test_the_checked_connector_overrides_aiohttp_get() -> None:
+    assert "_get" in vars(compat.CheckedConnector)
+    assert "_get" in vars(aiohttp.TCPConnector) or hasattr(aiohttp.BaseConnector, "_get")
+    assert {"update_headers", "GET_METHODS"} <= set(vars(compat.RawHeadersRequest))
+    assert hasattr(aiohttp.ClientRequest, "update_headers")
