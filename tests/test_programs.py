@@ -10,9 +10,12 @@ import asyncio
 import gc
 import gzip
 import json
+import shutil
 import socket
+import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,7 +23,14 @@ import pytest
 
 from tests.servers.app import AppServer
 from tests.servers.hostile import HostileServer
-from tests.servers.programs import LARGE_BODY, NGINX_TEXT, MicroSocks, Nginx, TinyProxy
+from tests.servers.programs import (
+    LARGE_BODY,
+    NGINX_TEXT,
+    MicroSocks,
+    Nginx,
+    TinyProxy,
+    require_program,
+)
 from tests.servers.tls import TLSAppServer, TLSFiles, TLSInfoServer
 from tests.servers.uds import UnixAppServer
 
@@ -486,3 +496,97 @@ def test_json_body_of_ok(hostile_server: HostileServer) -> None:
         "body_length": 3,
     }
     assert hostile_server.hits("k") == 1
+
+
+# -- scripts/_system_deps.sh and require_program -------------------------------------------
+
+SYSTEM_DEPS = Path(__file__).resolve().parent.parent / "scripts" / "_system_deps.sh"
+
+
+def _stub(directory: Path, name: str, script: str) -> None:
+    path = directory / name
+    path.write_text(f"#!/bin/sh\n{script}\n")
+    path.chmod(0o755)
+
+
+def _source_system_deps(bin_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """Source the script as scripts/test does (set -euo pipefail) with PATH=`bin_dir`.
+
+    Only the stubs and the few tools the script and stubs use are on PATH, so that
+    no real apt-get, sudo or program is found.
+    """
+    for tool in ("mktemp", "grep", "tail", "rm", "env", "touch", "chmod"):
+        found = shutil.which(tool)
+        if found is not None and not (bin_dir / tool).exists():
+            (bin_dir / tool).symlink_to(found)
+    script = f'set -euo pipefail; source "{SYSTEM_DEPS}"; echo "REQUIRE=${{CF_REQUIRE_PROGRAMS-}}"'
+    environment = {"PATH": str(bin_dir), "HOME": str(bin_dir), **env}
+    bash = shutil.which("bash") or "/bin/bash"
+    return subprocess.run(
+        [bash, "-c", script], env=environment, capture_output=True, text=True, timeout=30
+    )
+
+
+def test_system_deps_all_present_no_apt_call(tmp_path: Path) -> None:
+    for program in ("prog-a", "prog-b"):
+        _stub(tmp_path, program, "exit 0")
+    _stub(tmp_path, "apt-get", f'echo "apt-get $*" >> "{tmp_path}/calls"; exit 1')
+    packages = "pkg-a:prog-a pkg-b:prog-b"
+    result = _source_system_deps(tmp_path, CF_SYSTEM_PACKAGES=packages)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "REQUIRE=1" and result.stderr == ""
+    assert not (tmp_path / "calls").exists()
+
+
+def test_system_deps_installs_and_updates_only_when_the_index_is_missing(tmp_path: Path) -> None:
+    calls = tmp_path / "calls"
+    # apt-get: "update" works; "install" fails for a missing index until "update" ran,
+    # then installs the program (a stub) into tmp_path.
+    _stub(
+        tmp_path,
+        "apt-get",
+        f'echo "$*" >> "{calls}"\n'
+        f'case "$1" in update) touch "{tmp_path}/updated"; exit 0;; esac\n'
+        f'[ -f "{tmp_path}/updated" ] || {{ echo "E: Unable to locate package"; exit 100; }}\n'
+        f'printf "#!/bin/sh\\n" > "{tmp_path}/prog-c"; chmod +x "{tmp_path}/prog-c"',
+    )
+    _stub(tmp_path, "id", "echo 0")
+    result = _source_system_deps(tmp_path, CF_SYSTEM_PACKAGES="pkg-c:prog-c")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "REQUIRE=1"
+    assert "installing pkg-c" in result.stderr
+    lines = calls.read_text().splitlines()
+    assert [line.split()[0] for line in lines] == ["install", "update", "install"]
+    assert "--no-install-recommends" in lines[0] and lines[0].endswith("pkg-c")
+
+
+@pytest.mark.parametrize(
+    ("stubs", "says"),
+    [
+        pytest.param({"id": "echo 1000"}, "not root, no sudo", id="not-root"),
+        pytest.param({"id": "echo 1000", "sudo": "exit 1"}, "not root, no sudo", id="sudo-refuses"),
+        pytest.param(
+            {"id": "echo 0", "apt-get": "echo 'E: broken'; exit 100"}, "E: broken", id="apt-fails"
+        ),
+    ],
+)
+def test_system_deps_cannot_install_says_so_and_goes_on(
+    tmp_path: Path, stubs: dict[str, str], says: str
+) -> None:
+    for name, script in stubs.items():
+        _stub(tmp_path, name, script)
+    result = _source_system_deps(tmp_path, CF_SYSTEM_PACKAGES="cf-no-such-pkg:cf-no-such-program")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "REQUIRE="  # the fixtures skip, not fail
+    (line,) = result.stderr.strip().splitlines()[-1:]
+    assert "cf-no-such-pkg" in line and says in line and "skip" in line
+
+
+def test_require_program_skips_or_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CF_REQUIRE_PROGRAMS", raising=False)
+    assert require_program("sh") == shutil.which("sh")
+    with pytest.raises(pytest.skip.Exception, match="cf-no-such-program is not installed"):
+        require_program("cf-no-such-program")
+    monkeypatch.setenv("CF_REQUIRE_PROGRAMS", "1")
+    with pytest.raises(pytest.fail.Exception, match="CF_REQUIRE_PROGRAMS=1"):
+        require_program("cf-no-such-program")
