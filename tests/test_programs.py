@@ -416,17 +416,24 @@ def test_hostile_head_with_body_desyncs_httpx(mode: str, hostile_server: Hostile
     assert (after.content, after.headers["x-request-id"]) == (b"EVIL", "evil")
 
 
-@pytest.mark.parametrize("part", ["status", "headers", "body"])
-def test_hostile_trickle(part: str, hostile_server: HostileServer) -> None:
-    interval = 0.002 if part != "body" else 0.05
-    start = time.monotonic()
-    with httpx.Client(timeout=httpx.Timeout(5.0, read=0.5)) as client:
-        response = client.get(
-            f"{hostile_server.url}/trickle?part={part}&interval={interval}&size=8"
-        )
-    elapsed = time.monotonic() - start
-    assert response.content == b"t" * 8
-    assert elapsed >= 7 * interval  # at least the body's 8 bytes came one by one
+@pytest.mark.parametrize(
+    ("part", "at_once"),
+    [("status", b""), ("headers", b"HTTP/1.1 200 OK\r\n"), ("body", b"\r\n\r\n")],
+)
+def test_hostile_trickle_one_byte_at_a_time(
+    part: str, at_once: bytes, hostile_server: HostileServer
+) -> None:
+    host, port = hostile_server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=2) as sock:
+        sock.sendall(f"GET /trickle?part={part}&interval=0.05&size=3 HTTP/1.1\r\n\r\n".encode())
+        first = sock.recv(1000)
+        if part == "body":
+            assert first.endswith((at_once, b"\r\n\r\nt")), first
+        else:
+            assert first in (at_once, at_once + first[-1:]) and len(first) <= len(at_once) + 1
+        start = time.monotonic()
+        assert len(sock.recv(1000)) == 1 and len(sock.recv(1000)) == 1
+        assert time.monotonic() - start >= 0.04  # the next byte came an interval later
 
 
 def test_hostile_trickle_outlasts_the_read_timeout(hostile_server: HostileServer) -> None:
