@@ -366,9 +366,8 @@ class _Connection:
             ms = self.state.idle_ms
         return ms / 1000 if ms >= 0 else None
 
-    def _record(
-        self, head: Head, body_length: int
-    ) -> tuple[dict[str, object], list[tuple[str, str]]]:
+    def _record(self, head: Head, body_length: int) -> tuple[dict[str, object], _Headers]:
+        """Record the arrival; return the `/ok` JSON fields and the echo headers."""
         request_id = head.header("x-request-id") or head.params.get("id")
         arrival = Arrival(
             request_id=request_id,
