@@ -246,10 +246,10 @@ class OriginCircuit:
                 return self._closed_permit
             if self._state == "open":
                 if now < self._until:
-                    return Refused(self.origin, "open", self._until - now)
+                    return Refused(self.origin, "open", self._left(now))
                 self._move("half_open")
             elif self._probe_out and now < self._until:
-                return Refused(self.origin, "half_open", self._until - now)
+                return Refused(self.origin, "half_open", self._left(now))
             # half-open and no live probe: this caller is the probe (a new epoch
             # makes the report of an expired probe stale).
             self._epoch += 1
@@ -330,7 +330,7 @@ class OriginCircuit:
         with self._lock:
             if self._state == "closed" or (self._state == "half_open" and not self._probe_out):
                 return 0.0
-            return max(0.0, self._until - now)
+            return max(0.0, self._left(now))
 
     @property
     def counts(self) -> tuple[int, int]:
@@ -348,6 +348,10 @@ class OriginCircuit:
         return self.idle and self._calls == 0
 
     # -- under the lock -----------------------------------------------------
+
+    def _left(self, now: float) -> float:
+        # never more than the break, whatever `now + break - now` rounds to
+        return min(self._until - now, self._break)
 
     def _move(self, new: CircuitState) -> None:
         old = self._state

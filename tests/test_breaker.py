@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import sys
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -381,6 +382,18 @@ def test_retry_after_follows_the_break() -> None:
     assert circuit.retry_after(20.0) == 0.0
 
 
+def test_retry_after_never_exceeds_the_break_despite_rounding() -> None:
+    breaker = CircuitBreaker(min_calls=1, break_duration=3.0, max_break_duration=3.0)
+    circuit = OriginCircuit(ORIGIN, breaker)
+    now = 1.9939088357753874  # found by hypothesis: now + 3.0 - now == 3.0000000000000004
+    permit = circuit.acquire(now)
+    assert isinstance(permit, Permit)
+    circuit.record(permit, False, now)
+    refusal = circuit.acquire(now)
+    assert isinstance(refusal, Refused)
+    assert refusal.retry_after == circuit.retry_after(now) == 3.0
+
+
 def test_callbacks_run_outside_the_lock_and_in_order() -> None:
     seen: list[tuple[str, str]] = []
     circuit: OriginCircuit
@@ -673,7 +686,12 @@ def test_threads_hammering_one_origin() -> None:
         min_calls=5, window=0.05, break_duration=0.002, max_break_duration=0.01
     )
     changes: list[tuple[str, str]] = []
-    circuit = OriginCircuit(ORIGIN, breaker, lambda o, a, b: changes.append((a, b)))
+
+    def on_change(origin: str, old: CircuitState, new: CircuitState) -> None:
+        time.sleep(0)  # a callback that lets other threads run (as logging does) before it acts
+        changes.append((old, new))
+
+    circuit = OriginCircuit(ORIGIN, breaker, on_change)
     book = threading.Lock()
     live_probes: list[float] = []  # the issue times of probes not yet handed back
     errors: list[str] = []
