@@ -175,9 +175,10 @@ class Refused:
 class OriginCircuit:
     """One origin's circuit: the state machine, thread-safe, time passed in.
 
-    Methods take `now` (monotonic seconds, never decreasing); `Circuits`
-    passes its clock's reading. Exceptions from `on_change` propagate to the
-    caller after the state has changed.
+    Methods take `now` (monotonic seconds; `Circuits` passes its clock's
+    reading, and the small reorderings between threads that read the clock
+    before taking the lock are harmless). Exceptions from `on_change`
+    propagate to the caller after the state has changed.
     """
 
     __slots__ = (
