@@ -199,6 +199,7 @@ class Case:
 
     `elapsed` and `network_stream` are compared only where a case asks, so that
     one known divergence does not hide the others of the same case.
+    `hide_modules`: modules that cannot be imported while the case runs.
     """
 
     calls: tuple[Call, ...]
@@ -207,6 +208,7 @@ class Case:
     variants: tuple[str, ...] = VARIANTS
     min_elapsed: float | None = None
     network_stream: bool = False
+    hide_modules: tuple[str, ...] = ()
     limit: float = 10.0
     xfail: Mapping[str, str] = field(default_factory=dict)
 
@@ -393,6 +395,8 @@ def describe_error(exc: BaseException) -> dict[str, Any]:
             kind = "as it is"
     out: dict[str, Any] = {"error": f"{type(inner).__module__}.{type(inner).__qualname__}"}
     out["kind"] = kind
+    if kind == "as it is":  # not httpx's: the message is the user's or httpx's own text
+        out["message"] = str(inner)
     if isinstance(inner, httpx.RequestError):
         try:
             out["request"] = describe_request(inner.request)
