@@ -48,6 +48,8 @@ CUT_SHORT = "issue 9 (new): a body cut short is httpx.ReadError; httpx: RemotePr
 ELAPSED = "issue 9: response.elapsed stops at the response headers"
 ELAPSED_RAISES = "issue 9: response.elapsed raises RuntimeError (redirects, auth, hooks)"
 NETWORK_STREAM = "issue 9: response.extensions lacks network_stream"
+PROXY_ENV_IGNORED = "issue 9: HTTP_PROXY/ALL_PROXY/NO_PROXY are ignored (cf passes transport=)"
+KEEPALIVE_RACE = "issue 9: a request on a connection the server closed while idle fails"
 HTTP2_NO_H2 = "issue 9: http2=True without h2 passes create() (httpx: ImportError at once)"
 
 
@@ -358,6 +360,48 @@ CASES: list[tuple[str, Case]] = [
         client=lambda c: {"event_hooks": c.hooks()},
         min_elapsed=SLOW,
         xfail=on(ELAPSED_RAISES, DEFAULT),
+    ),
+    # -- proxies (listener b plays an HTTP forward proxy) and keep-alive ----------------
+    case("proxy-option", get("{refused}/ok?via=proxy"), client=lambda c: {"proxy": c.urls["b"]}),
+    case(
+        "proxy-from-env",
+        get("{refused}/ok?via=proxy"),
+        env={"HTTP_PROXY": "{b}"},
+        cf=NO_RETRY,
+        xfail=on(PROXY_ENV_IGNORED),
+    ),
+    case(
+        "proxy-from-env-all-proxy",
+        get("{refused}/ok?via=proxy"),
+        env={"ALL_PROXY": "{b}"},
+        cf=NO_RETRY,
+        xfail=on(PROXY_ENV_IGNORED),
+    ),
+    case(
+        "proxy-from-env-no-proxy",
+        get("{a}/ok"),
+        env={"HTTP_PROXY": "{refused}", "NO_PROXY": "127.0.0.1"},
+        cf=NO_RETRY,
+    ),
+    case(
+        "proxy-env-ignored-without-trust-env",
+        get("{a}/ok"),
+        client={"trust_env": False},
+        env={"HTTP_PROXY": "{refused}"},
+    ),
+    case(
+        "keepalive-server-closed-while-idle",
+        Call("GET", "{a}/ok?idle_close=0.05", pause=0.2),
+        call("POST", "{a}/ok", content=b"after idle"),
+        cf=NO_RETRY,
+    ),
+    case(
+        "keepalive-server-closed-while-idle-loop-per-call",
+        Call("GET", "{a}/ok?idle_close=0.05", pause=0.2),
+        call("POST", "{a}/ok", content=b"after idle"),
+        cf=NO_RETRY,
+        variants=ASYNC_VARIANTS,
+        loop_per_call=True,
     ),
     case(
         "http2-without-h2",

@@ -178,6 +178,7 @@ class Call:
     `read`: `content` (the whole body, the default), or `stream` with `iter_bytes`,
     `iter_raw` or `iter_text` (through `client.stream()`). `named`: call
     `client.get(...)` and friends instead of `client.request(method, ...)`.
+    `pause`: seconds to wait after it, before the next call.
     """
 
     method: str
@@ -185,6 +186,7 @@ class Call:
     kwargs: Kwargs = field(default_factory=dict)
     read: str = "content"
     named: bool = False
+    pause: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -199,7 +201,10 @@ class Case:
 
     `elapsed` and `network_stream` are compared only where a case asks, so that
     one known divergence does not hide the others of the same case.
-    `hide_modules`: modules that cannot be imported while the case runs.
+    `hide_modules`: modules that cannot be imported while the case runs. `env`:
+    environment variables set while it runs (values may name servers, as URLs do).
+    `loop_per_call`: async calls each run by `loop.run_until_complete` on one loop
+    that does not run between them (the seed's first example), not in one task.
     """
 
     calls: tuple[Call, ...]
@@ -209,6 +214,8 @@ class Case:
     min_elapsed: float | None = None
     network_stream: bool = False
     hide_modules: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    loop_per_call: bool = False
     limit: float = 10.0
     xfail: Mapping[str, str] = field(default_factory=dict)
 
@@ -256,14 +263,35 @@ def _call_sync(client: Any, call: Call, ctx: Ctx, case: Case) -> dict[str, Any]:
 
 async def _run_async(client: Any, case: Case, ctx: Ctx) -> dict[str, Any]:
     async with client:
-        calls = [await _call_async(client, call, ctx, case) for call in case.calls]
+        calls = []
+        for call in case.calls:
+            calls.append(await _call_async(client, call, ctx, case))
+            await asyncio.sleep(call.pause)
         return {"calls": calls, "cookies": _jar(cookie_jar(client)), "log": ctx.log}
 
 
 def _run_sync(client: Any, case: Case, ctx: Ctx) -> dict[str, Any]:
     with client:
-        calls = [_call_sync(client, call, ctx, case) for call in case.calls]
+        calls = []
+        for call in case.calls:
+            calls.append(_call_sync(client, call, ctx, case))
+            time.sleep(call.pause)
         return {"calls": calls, "cookies": _jar(cookie_jar(client)), "log": ctx.log}
+
+
+def _run_loop_per_call(client: Any, case: Case, ctx: Ctx) -> dict[str, Any]:
+    loop = asyncio.new_event_loop()
+    try:
+        calls = []
+        for call in case.calls:
+            step = asyncio.wait_for(_call_async(client, call, ctx, case), case.limit)
+            calls.append(loop.run_until_complete(step))
+            time.sleep(call.pause)  # the loop does not run meanwhile
+        cookies = _jar(cookie_jar(client))
+        loop.run_until_complete(client.aclose())
+        return {"calls": calls, "cookies": cookies, "log": ctx.log}
+    finally:
+        loop.close()
 
 
 def _run_side(
@@ -282,6 +310,8 @@ def _run_side(
         return {"create": describe_error(exc)}, time.monotonic() - started
     if not ctx.is_async:
         outcome = _run_sync(client, case, ctx)
+    elif case.loop_per_call:
+        outcome = _run_loop_per_call(client, case, ctx)
     else:
 
         async def main() -> dict[str, Any]:

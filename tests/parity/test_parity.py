@@ -13,6 +13,8 @@ from tests.servers.wire import WireServer
 from .cases import CASES
 from .harness import VARIANTS, Call, Case, differences, normalise, run_case
 
+PROXY_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+
 
 def _params() -> list[Any]:
     params = []
@@ -34,6 +36,11 @@ def test_parity(
 ) -> None:
     for module in case.hide_modules:
         monkeypatch.setitem(sys.modules, module, None)  # `import module` raises ImportError
+    for name in PROXY_ENV:  # the machine's own proxies would send httpx elsewhere
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    for name, value in case.env.items():
+        monkeypatch.setenv(name, value.format(**urls))
     raw, cf = run_case(case, variant, urls, wire_server)
     diff = differences(raw, cf)
     assert not diff, "cf differs from httpx:\n" + "\n".join(diff)

@@ -31,6 +31,11 @@ the connection it came on. The answer is chosen by path (query parameters tune i
 every other connection has closed, or (503) after `timeout` seconds. Sent on each
 listener, it also waits out connections still queued for accept: see `settle()`.
 
+Any path takes `idle_close=S`: the connection is closed (FIN) if no further
+request arrives on it within S seconds, as servers with a keep-alive timeout do.
+A request in absolute form (`GET http://host/path`, to a forward proxy) is
+answered by its path, so either listener can play an HTTP proxy.
+
 HEAD gets the same headers and no body. Connections are kept alive until the client
 closes them (or an answer such as `/http10` or `/cut` ends them).
 """
@@ -156,6 +161,8 @@ class _Reader:
             if ":" in line:
                 name, value = line.split(":", 1)
                 headers.append((name.strip(), value.strip()))
+        if target.startswith("http://"):  # absolute form: asked as a forward proxy
+            target = "/" + target.removeprefix("http://").partition("/")[2]
         path, _, query = target.partition("?")
         params = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
         return _Request(method, path, params, headers, record)
@@ -308,7 +315,14 @@ class _Handler:
             await writer.drain()
             if not keep_open:
                 return
-            request = await rd.head()
+            idle = request.params.get("idle_close")
+            if idle is None:
+                request = await rd.head()
+                continue
+            try:
+                request = await asyncio.wait_for(rd.head(), float(idle))
+            except asyncio.TimeoutError:
+                return  # idle for too long: close (FIN), as servers with keep-alive timeouts do
 
     async def _answer(
         self, request: _Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
