@@ -24,13 +24,13 @@ from typing import Any
 
 import httpx
 
-from cf._exceptions import (
+from cf.infrastructure.http import HTTP
+from cf.infrastructure.http_aio import (
+    HTTPAio,
     HTTPAioException,
     HTTPAioTimeoutError,
     HTTPAioTransportError,
 )
-from cf.infrastructure.http import HTTP
-from cf.infrastructure.http_aio import HTTPAio
 from tests.servers.wire import WireRecord, WireServer
 
 __all__ = [
@@ -339,7 +339,7 @@ def run_case(
 
 
 def differences(raw: Any, cf: Any, path: str = "") -> list[str]:
-    """Where two outcomes differ, one line each: `path: raw ... | cf ...`."""
+    """Where two outcomes differ: one entry per differing path, with both values."""
     if isinstance(raw, dict) and isinstance(cf, dict):
         return [
             line
@@ -447,6 +447,7 @@ def _wire(records: list[WireRecord]) -> list[tuple[str, int, bytes]]:
     ]
 
 
+_ADDRESS = re.compile(r"127\.0\.0\.1:(\d+)")
 _BOUNDARY = re.compile(rb"boundary=([0-9a-f]{32})")
 # Digest auth: the server's nonce and opaque, the client's cnonce and the response
 # computed from them are random on each side.
@@ -454,16 +455,15 @@ _DIGEST = re.compile(r'\b(nonce|cnonce|response|opaque)="[^"]*"')
 
 
 def normalise(value: Any, urls: Mapping[str, str]) -> Any:
-    """`value` with every server's `127.0.0.1:PORT` replaced by its name and multipart
-    boundaries (random) replaced by `<boundary>`; containers are walked."""
-    ports = {url.rsplit(":", 1)[1]: name for name, url in urls.items()}
+    """`value` with what must differ between two runs hidden: each server's
+    `127.0.0.1:PORT` becomes `<name>`, multipart boundaries `<boundary>`, Digest
+    auth's random parameters `<random>`. Containers are walked."""
+    ports = {url.rsplit(":", 1)[1]: f"<{name}>" for name, url in urls.items()}
 
     def text(s: str) -> str:
         if "Digest " in s:
             s = _DIGEST.sub(r'\1="<random>"', s)
-        for port, name in ports.items():
-            s = s.replace(f"127.0.0.1:{port}", f"<{name}>")
-        return s
+        return _ADDRESS.sub(lambda m: ports.get(m[1], m[0]), s)
 
     def walk(v: Any) -> Any:
         if isinstance(v, str):
