@@ -34,8 +34,8 @@ SYNC_GEN_MESSAGE = (
     "cf's own message, not httpx's"
 )
 SYNC_GEN_TO_ASYNC = (
-    "issue 9 (mirror of the AssertionError below): a sync generator given to HTTPAio "
-    "on httpx's engine gives a bare AssertionError, httpx a RuntimeError"
+    "issue 9 (the mirror of an async generator given to HTTP): a sync generator given "
+    "to HTTPAio on httpx's engine gives a bare AssertionError (httpx: RuntimeError)"
 )
 ASYNC_GEN_TO_SYNC = "issue 9: an async generator given to HTTP gives a bare AssertionError"
 REDIRECT_CHUNKED = "issue 9: a followed redirect keeping its method sends an empty chunked body"
@@ -48,6 +48,7 @@ CUT_SHORT = "issue 9 (new): a body cut short is httpx.ReadError; httpx: RemotePr
 ELAPSED = "issue 9: response.elapsed stops at the response headers"
 ELAPSED_RAISES = "issue 9: response.elapsed raises RuntimeError (redirects, auth, hooks)"
 NETWORK_STREAM = "issue 9: response.extensions lacks network_stream"
+PROXY_WITH_TRANSPORT = "issue 9: proxy= together with transport= is dropped silently"
 PROXY_ENV_IGNORED = "issue 9: HTTP_PROXY/ALL_PROXY/NO_PROXY are ignored (cf passes transport=)"
 KEEPALIVE_RACE = "issue 9: a request on a connection the server closed while idle fails"
 HTTP2_NO_H2 = "issue 9: http2=True without h2 passes create() (httpx: ImportError at once)"
@@ -363,6 +364,16 @@ CASES: list[tuple[str, Case]] = [
     ),
     # -- proxies (listener b plays an HTTP forward proxy) and keep-alive ----------------
     case("proxy-option", get("{refused}/ok?via=proxy"), client=lambda c: {"proxy": c.urls["b"]}),
+    case(
+        "proxy-with-transport",
+        get("{refused}/ok?via=proxy"),
+        client=lambda c: {
+            "proxy": c.urls["b"],
+            "transport": httpx.AsyncHTTPTransport() if c.is_async else httpx.HTTPTransport(),
+        },
+        cf=NO_RETRY,
+        xfail=on(PROXY_WITH_TRANSPORT),
+    ),
     case(
         "proxy-from-env",
         get("{refused}/ok?via=proxy"),

@@ -70,7 +70,7 @@ def cf_client(variant: str, **options: Any) -> HTTPAio | HTTP:
     from here, so how an engine is chosen changes in this one place."""
     if variant == "sync":
         return HTTP.create(**options)
-    if variant == "async-httpx":
+    if variant == "async-httpx" and "transport" not in options:
         engine = {k: options.pop(k) for k in _ENGINE_OPTIONS if k in options}
         options["transport"] = httpx.AsyncHTTPTransport(**engine)
     return HTTPAio.create(**options)
