@@ -3,6 +3,7 @@
 - `server`: the ASGI app of `tests.servers.app` under uvicorn (`AppServer`).
 - `raw_server`: the asyncio fault server of `tests.servers.raw` (`RawServer`).
 - `oauth_server`: the OAuth2 token endpoint and API of `tests.servers.oauth` (`OAuthServer`).
+- `wire_server`: the wire-recording server of `tests.servers.wire` (`WireServer`).
 - `refused_url`: a loopback URL where nothing listens (connection refused).
 - `blackhole_url`: a loopback URL whose TCP connect never completes (connect timeout).
 - `hostile_server`: the rule-breaking HTTP/1.1 server of `tests.servers.hostile` (`HostileServer`).
@@ -59,6 +60,7 @@ from .tls import (
     uvicorn_tls_serve,
 )
 from .uds import UnixAppServer, on_unix_socket
+from .wire import WireServer, WireState, wire_serve
 
 __all__ = [
     "blackhole_url",
@@ -80,6 +82,7 @@ __all__ = [
     "tls_info_server",
     "tls_server",
     "uds_server",
+    "wire_server",
 ]
 
 
@@ -136,6 +139,24 @@ def oauth_server(_oauth_server_session: OAuthServer) -> OAuthServer:
     """The OAuth2 token endpoint and protected API; counters, tokens and knobs reset."""
     _oauth_server_session.reset()
     return _oauth_server_session
+
+
+@pytest.fixture(scope="session")
+def _wire_server_session() -> Iterator[WireServer]:
+    thread = ServerThread("cf-test-wire-server")
+    state = WireState()
+    thread.start(wire_serve(state))
+    try:
+        yield WireServer(state)
+    finally:
+        thread.stop()
+
+
+@pytest.fixture
+def wire_server(_wire_server_session: WireServer) -> WireServer:
+    """The wire-recording server (two origins); its records emptied for this test."""
+    _wire_server_session.reset()
+    return _wire_server_session
 
 
 @pytest.fixture
