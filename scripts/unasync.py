@@ -48,6 +48,7 @@ SUBS: list[tuple[str, str]] = [
     ("AsyncClientCredentialsAuth", "ClientCredentialsAuth"),
     ("AsyncRetryTransport", "RetryTransport"),
     ("AsyncBaseTransport", "BaseTransport"),
+    ("AsyncHTTPTransport", "HTTPTransport"),
     ("AsyncClient", "Client"),
     ("AsyncByteStream", "SyncByteStream"),
     ("handle_async_request", "handle_request"),

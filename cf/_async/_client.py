@@ -184,6 +184,11 @@ class HTTPAio:
         return self._client
 
     @property
+    def cookies(self) -> httpx.Cookies:
+        """The client's cookie jar (persisted across calls, as in httpx)."""
+        return self._client.cookies
+
+    @property
     def transport(self) -> AsyncRetryTransport:
         """cf's attempt loop, the transport of `httpx_client`."""
         return self._transport
@@ -454,7 +459,17 @@ class _GuardedStream(httpx.AsyncByteStream):
             async for chunk in self._stream:
                 yield chunk
         except httpx.RequestError as exc:
+            if not _has_request(exc):
+                exc.request = self._request  # as httpx's own iter_raw does
             raise error_for(exc, self._call, self._request) from exc
 
     async def aclose(self) -> None:
         await self._stream.aclose()
+
+
+def _has_request(exc: httpx.RequestError) -> bool:
+    try:
+        exc.request  # noqa: B018 - httpx raises RuntimeError when it was never set
+    except RuntimeError:
+        return False
+    return True

@@ -185,6 +185,11 @@ class HTTP:
         return self._client
 
     @property
+    def cookies(self) -> httpx.Cookies:
+        """The client's cookie jar (persisted across calls, as in httpx)."""
+        return self._client.cookies
+
+    @property
     def transport(self) -> RetryTransport:
         """cf's attempt loop, the transport of `httpx_client`."""
         return self._transport
@@ -455,7 +460,17 @@ class _GuardedStream(httpx.SyncByteStream):
             for chunk in self._stream:
                 yield chunk
         except httpx.RequestError as exc:
+            if not _has_request(exc):
+                exc.request = self._request  # as httpx's own iter_raw does
             raise error_for(exc, self._call, self._request) from exc
 
     def close(self) -> None:
         self._stream.close()
+
+
+def _has_request(exc: httpx.RequestError) -> bool:
+    try:
+        exc.request  # noqa: B018 - httpx raises RuntimeError when it was never set
+    except RuntimeError:
+        return False
+    return True

@@ -21,7 +21,8 @@ say about retry safety (could the request have reached the server?):
     ServerTimeoutError, TimeoutError (sock_read) ReadTimeout          maybe
     ServerDisconnectedError, ClientResponseError RemoteProtocolError  maybe
     writing the request failed                   WriteError           maybe
-    ClientPayloadError, ClientOSError, OSError   ReadError            maybe
+    ClientPayloadError (body cut short)          RemoteProtocolError  maybe
+    ClientPayloadError (reset), ClientOSError    ReadError            maybe
     any other ClientError                        TransportError       maybe
 
 Messages are httpx-like and redacted; aiohttp exceptions that carry the
@@ -78,7 +79,7 @@ _EXCEPTIONS: dict[type[BaseException], type[httpx.TransportError]] = {
     asyncio.TimeoutError: httpx.ReadTimeout,
     aiohttp.ServerDisconnectedError: httpx.RemoteProtocolError,
     aiohttp.ClientResponseError: httpx.RemoteProtocolError,
-    aiohttp.ClientPayloadError: httpx.ReadError,
+    aiohttp.ClientPayloadError: httpx.ReadError,  # a reset; cut short: RemoteProtocolError
     aiohttp.InvalidURL: httpx.UnsupportedProtocol,
     aiohttp.NonHttpUrlClientError: httpx.UnsupportedProtocol,
     aiohttp.ClientConnectionResetError: httpx.WriteError,
@@ -138,12 +139,37 @@ def _redacted_proxy() -> Any:
     return CIMultiDictProxy(CIMultiDict())
 
 
+class _Body:
+    """A streamed request body for aiohttp. An exception of the caller's body generator
+    (or httpx's `StreamConsumed` on a second read) is kept, to be raised as it is:
+    aiohttp would report it as a failed write."""
+
+    __slots__ = ("_stream", "error")
+
+    def __init__(self, stream: httpx.AsyncByteStream) -> None:
+        self._stream = stream
+        self.error: BaseException | None = None
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._stream:
+                yield chunk
+        except BaseException as exc:
+            self.error = exc
+            raise
+
+
 @contextmanager
-def map_aiohttp_exceptions(request: httpx.Request) -> Iterator[None]:
-    """Raise aiohttp's exceptions as the most specific httpx ones (others pass through)."""
+def map_aiohttp_exceptions(request: httpx.Request, body: _Body | None = None) -> Iterator[None]:
+    """Raise aiohttp's exceptions as the most specific httpx ones (others pass through).
+
+    When the request's own body failed (`body.error`), that exception is raised as it is.
+    """
     try:
         yield
     except Exception as exc:
+        if body is not None and body.error is not None and body.error is not exc:
+            raise body.error from None
         target = _target(exc)
         if target is None or isinstance(exc, httpx.HTTPError):
             raise
@@ -152,8 +178,22 @@ def map_aiohttp_exceptions(request: httpx.Request) -> Iterator[None]:
             target = httpx.WriteError
         if isinstance(exc, OSError) and exc.errno in (errno.EPIPE, errno.ECONNRESET):
             target = httpx.WriteError if "write" in str(exc).lower() else target
+        if isinstance(exc, aiohttp.ClientPayloadError) and not _reset(exc):
+            target = httpx.RemoteProtocolError  # as h11: the body ended before its length
         _scrub(exc)
         raise target(message, request=request) from exc
+
+
+def _reset(exc: BaseException) -> bool:
+    """Whether a connection reset is behind `exc` (not a plain early close)."""
+    current: BaseException | None = exc
+    for _ in range(8):
+        if current is None:
+            return False
+        if isinstance(current, ConnectionResetError) or "reset" in str(current).lower():
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _header_text(raw: list[tuple[bytes, bytes]]) -> list[tuple[str, str]] | None:
@@ -328,10 +368,13 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
         stream = request.stream
         data: Any
+        body: _Body | None = None
         if isinstance(stream, httpx.ByteStream):
             data = b"".join(stream) or None
         elif isinstance(stream, httpx.AsyncByteStream):
-            data = stream  # aiohttp sends it chunked, or with httpx's Content-Length
+            # aiohttp sends it chunked, or with httpx's Content-Length.
+            body = _Body(stream)
+            data = body.chunks()
             headers = [(k, v) for k, v in headers if k.lower() != "transfer-encoding"]
         else:
             message = "Attempted to send a sync request body with an async transport."
@@ -351,7 +394,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 await gate.acquire()
         token = raw_headers(headers)
         try:
-            with map_aiohttp_exceptions(request):
+            with map_aiohttp_exceptions(request, body):
                 response = await state.session.request(
                     request.method,
                     aiohttp_url,
@@ -377,16 +420,16 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 response.connection.transport if response.connection else None
             ),
         }
-        body: httpx.AsyncByteStream
+        content: httpx.AsyncByteStream
         if request.extensions.get(_PRELOAD):
             # The caller reads the whole body anyway: one read() beats a chunk loop.
-            body = await self._read_body(response, request, gate)
+            content = await self._read_body(response, request, gate)
         else:
-            body = _ResponseStream(response, request, gate)
+            content = _ResponseStream(response, request, gate)
         return httpx.Response(
             response.status,
             headers=response.raw_headers,
-            stream=body,
+            stream=content,
             extensions=extensions,
         )
 

@@ -530,3 +530,10 @@ def test_redirect_not_followed_has_next_request(server: AppServer) -> None:
     assert response.status_code == 302
     assert response.next_request is not None
     assert response.next_request.url == f"{server.url}/echo"
+
+
+def test_proxy_with_transport_is_refused() -> None:
+    # httpx would ignore transport= silently (its proxy mount serves every URL): README,
+    # "Differences from httpx".
+    with pytest.raises(ValueError, match="proxy= and transport="):
+        HTTP.create(proxy="http://127.0.0.1:1", transport=httpx.HTTPTransport())

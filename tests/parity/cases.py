@@ -25,33 +25,15 @@ NO_RETRY = {"retries": 0}
 SHORT_READ = httpx.Timeout(5.0, read=0.1)
 SLOW = 0.1  # seconds a slow body takes: `elapsed` must cover them
 
-# Known divergences (issue 9), each with the variants it shows in.
+# Variants, for cases that run in some only.
 DEFAULT, ON_HTTPX, SYNC = "async-default", "async-httpx", "sync"
-EXTENSION_METHOD = "issue 9: extension methods (VERSION-CONTROL) are refused with ValueError"
-GENERATOR_RAISES = "issue 9: a user's async body generator raising is reported as a WriteError"
-SYNC_GEN_MESSAGE = (
-    "issue 9 (new, minor): a sync generator given to HTTPAio raises RuntimeError with "
-    "cf's own message, not httpx's"
+
+# Deliberate differences, listed in the README's "Differences from httpx" table.
+DIFFERENCE_CONSUMED_HEAD = (
+    "README, Differences from httpx: a streamed body that cannot be read again (a 307) "
+    "raises httpx.StreamConsumed before aiohttp sends the request head; httpx sends the "
+    "head first"
 )
-SYNC_GEN_TO_ASYNC = (
-    "issue 9 (the mirror of an async generator given to HTTP): a sync generator given "
-    "to HTTPAio on httpx's engine gives a bare AssertionError (httpx: RuntimeError)"
-)
-ASYNC_GEN_TO_SYNC = "issue 9: an async generator given to HTTP gives a bare AssertionError"
-REDIRECT_CHUNKED = "issue 9: a followed redirect keeping its method sends an empty chunked body"
-STREAM_CONSUMED = "issue 9: a 307 with a streamed body raises WriteError, not StreamConsumed"
-HEADER_CASE = "issue 9: repeated request headers differing in case lose all but the last"
-HEADER_BYTES = "issue 9: non-UTF-8 byte header values are re-encoded"
-EXPECT = "issue 9: Expect: 100-continue to a server that never sends 100 ignores the timeout"
-NO_REQUEST = "issue 9: the httpx exception behind a cf error has no .request (httpx engine)"
-CUT_SHORT = "issue 9 (new): a body cut short is httpx.ReadError; httpx: RemoteProtocolError"
-ELAPSED = "issue 9: response.elapsed stops at the response headers"
-ELAPSED_RAISES = "issue 9: response.elapsed raises RuntimeError (redirects, auth, hooks)"
-NETWORK_STREAM = "issue 9: response.extensions lacks network_stream"
-PROXY_WITH_TRANSPORT = "issue 9: proxy= together with transport= is dropped silently"
-PROXY_ENV_IGNORED = "issue 9: HTTP_PROXY/ALL_PROXY/NO_PROXY are ignored (cf passes transport=)"
-KEEPALIVE_RACE = "issue 9: a request on a connection the server closed while idle fails"
-HTTP2_NO_H2 = "issue 9: http2=True without h2 passes create() (httpx: ImportError at once)"
 
 
 class UserError(Exception):
@@ -98,7 +80,7 @@ CASES: list[tuple[str, Case]] = [
         case(f"method-{m.lower()}", Call(m, "{a}/ok", named=True))
         for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
     ],
-    case("method-extension", call("VERSION-CONTROL", "{a}/ok"), xfail=on(EXTENSION_METHOD)),
+    case("method-extension", call("VERSION-CONTROL", "{a}/ok")),
     # -- URLs and params --------------------------------------------------------------
     case(
         "params-merged",
@@ -126,19 +108,16 @@ CASES: list[tuple[str, Case]] = [
         "body-generator-raises",
         Call("POST", "{a}/ok", lambda c: {"content": c.chunks(b"one", fail=UserError("mine"))}),
         cf=NO_RETRY,
-        xfail=on(GENERATOR_RAISES, DEFAULT),
     ),
     case(
         "body-sync-generator-to-async-client",
         Call("POST", "{a}/ok", lambda c: {"content": gen(b"one")}),
         variants=ASYNC_VARIANTS,
-        xfail={**on(SYNC_GEN_MESSAGE, DEFAULT), **on(SYNC_GEN_TO_ASYNC, ON_HTTPX)},
     ),
     case(
         "body-async-generator-to-sync-client",
         Call("POST", "{a}/ok", lambda c: {"content": agen(b"one")}),
         variants=(SYNC,),
-        xfail=on(ASYNC_GEN_TO_SYNC, SYNC),
     ),
     # -- responses ------------------------------------------------------------------------
     case("response-odd-headers", get("{a}/odd-headers")),
@@ -187,35 +166,29 @@ CASES: list[tuple[str, Case]] = [
         case(
             f"redirect-{status}-{method.lower()}",
             follow(method, f"{{a}}/redirect?status={status}&to=/ok"),
-            xfail=on(REDIRECT_CHUNKED, DEFAULT),
         )
         for status, method in ((302, "GET"), (303, "GET"), (307, "DELETE"), (301, "HEAD"))
     ],
     case(
         "redirect-cross-origin-strips-authorization",
         follow("GET", "{a}/redirect?status=302&to=b:/ok", headers={"Authorization": "t", "X": "1"}),
-        xfail=on(REDIRECT_CHUNKED, DEFAULT),
     ),
     case(
         "redirect-cross-origin-basic-auth",
         follow("GET", "{a}/redirect?status=307&to=b:/ok", auth=("u", "p")),
-        xfail=on(REDIRECT_CHUNKED, DEFAULT),
     ),
     case(
         "redirect-same-origin-keeps-authorization",
         follow("GET", "{a}/redirect?status=302&to=/ok", headers={"Authorization": "t"}),
-        xfail=on(REDIRECT_CHUNKED, DEFAULT),
     ),
     case(
         "redirect-chain-cross-origin",
         follow("GET", "{a}/redirect?status=301&to=b:/redirect%3Fstatus%3D302%26to%3D/ok"),
-        xfail=on(REDIRECT_CHUNKED, DEFAULT),
     ),
     case(
         "redirect-loop",
         follow("GET", "{a}/loop"),
         client={"max_redirects": 3},
-        xfail=on(REDIRECT_CHUNKED, DEFAULT),
     ),
     case("redirect-not-followed", get("{a}/redirect?status=302&to=/ok")),
     case(
@@ -230,12 +203,11 @@ CASES: list[tuple[str, Case]] = [
             lambda c: {"content": c.chunks(b"a", b"b"), "follow_redirects": True},
         ),
         cf=NO_RETRY,
-        xfail=on(STREAM_CONSUMED, DEFAULT),
+        xfail=on(DIFFERENCE_CONSUMED_HEAD, DEFAULT),
     ),
     case(
         "redirect-app",
         follow("GET", "{app}/redirect?to=/echo&status=303"),
-        xfail=on(REDIRECT_CHUNKED, DEFAULT),
     ),
     # -- cookies ------------------------------------------------------------------------
     case("cookies-set-and-sent-back", get("{a}/cookies"), get("{a}/ok")),
@@ -243,7 +215,6 @@ CASES: list[tuple[str, Case]] = [
     case(
         "cookies-httpbin-redirect",
         follow("GET", "{httpbin}/cookies/set?k=v"),
-        xfail=on(REDIRECT_CHUNKED + " (werkzeug answers 501)", DEFAULT),
     ),
     # -- auth -----------------------------------------------------------------------------
     case("auth-basic", get("{a}/ok", auth=("u", "p"))),
@@ -266,19 +237,16 @@ CASES: list[tuple[str, Case]] = [
         "hooks-request-response",
         follow("GET", "{a}/redirect?status=302&to=/ok"),
         client=lambda c: {"event_hooks": c.hooks()},
-        xfail=on(REDIRECT_CHUNKED, DEFAULT),
     ),
     case("hooks-no-redirect", get("{a}/ok"), client=lambda c: {"event_hooks": c.hooks()}),
     # -- request headers ------------------------------------------------------------------
     case(
         "headers-repeated-casing",
         get("{a}/ok", headers=[("X-A", "1"), ("x-a", "2")]),
-        xfail=on(HEADER_CASE, DEFAULT),
     ),
     case(
         "headers-non-utf8-bytes",
         get("{a}/ok", headers={"X-Bin": b"caf\xe9"}),
-        xfail=on(HEADER_BYTES, DEFAULT),
     ),
     case(
         "headers-client-and-call-merge",
@@ -296,97 +264,76 @@ CASES: list[tuple[str, Case]] = [
         ),
         cf=NO_RETRY,
         limit=1.5,
-        xfail=on(EXPECT, DEFAULT),
     ),
     # -- errors ---------------------------------------------------------------------------
     case(
         "error-read-timeout",
         get("{a}/stall", timeout=SHORT_READ),
         cf=NO_RETRY,
-        xfail=on(NO_REQUEST, ON_HTTPX, SYNC),
     ),
     case(
         "error-read-timeout-app",
         get("{app}/stall", timeout=SHORT_READ),
         cf=NO_RETRY,
-        xfail=on(NO_REQUEST, ON_HTTPX, SYNC),
     ),
     case(
         "error-connect-refused",
         get("{refused}/ok"),
         cf=NO_RETRY,
-        xfail=on(NO_REQUEST, ON_HTTPX, SYNC),
     ),
-    case("error-body-cut-short", get("{a}/cut"), cf=NO_RETRY, xfail=on(CUT_SHORT, DEFAULT)),
+    case("error-body-cut-short", get("{a}/cut"), cf=NO_RETRY),
     case(
         "error-stream-cut-short",
         call("GET", "{a}/cut", read="iter_bytes"),
         cf=NO_RETRY,
-        xfail={**on(CUT_SHORT, DEFAULT), **on(NO_REQUEST, ON_HTTPX, SYNC)},
     ),
     # -- elapsed and extensions -----------------------------------------------------------
     case(
         "elapsed-slow-body",
         get(f"{{a}}/slow?seconds={SLOW}"),
         min_elapsed=SLOW,
-        xfail=on(ELAPSED, ON_HTTPX, SYNC),
     ),
     case(
         "elapsed-slow-body-app",
         get(f"{{app}}/slow-body?seconds={SLOW}"),
         min_elapsed=SLOW,
-        xfail=on(ELAPSED, ON_HTTPX, SYNC),
     ),
     case(
         "elapsed-slow-body-streamed",
         call("GET", f"{{a}}/slow?seconds={SLOW}", read="iter_bytes"),
         min_elapsed=SLOW,
-        xfail=on(ELAPSED),
     ),
     case(
         "elapsed-after-redirect",
         follow("GET", f"{{a}}/redirect?status=302&to=/slow%3Fseconds%3D{SLOW}"),
         min_elapsed=SLOW,
-        xfail=on(ELAPSED_RAISES + "; and " + REDIRECT_CHUNKED, DEFAULT),
     ),
     case(
         "elapsed-with-auth",
         get(f"{{a}}/slow?seconds={SLOW}", auth=("u", "p")),
         min_elapsed=SLOW,
-        xfail=on(ELAPSED_RAISES, DEFAULT),
     ),
     case(
         "elapsed-with-hooks",
         get(f"{{a}}/slow?seconds={SLOW}"),
         client=lambda c: {"event_hooks": c.hooks()},
         min_elapsed=SLOW,
-        xfail=on(ELAPSED_RAISES, DEFAULT),
     ),
     # -- proxies (listener b plays an HTTP forward proxy) and keep-alive ----------------
     case("proxy-option", get("{refused}/ok?via=proxy"), client=lambda c: {"proxy": c.urls["b"]}),
-    case(
-        "proxy-with-transport",
-        get("{refused}/ok?via=proxy"),
-        client=lambda c: {
-            "proxy": c.urls["b"],
-            "transport": httpx.AsyncHTTPTransport() if c.is_async else httpx.HTTPTransport(),
-        },
-        cf=NO_RETRY,
-        xfail=on(PROXY_WITH_TRANSPORT),
-    ),
+    # proxy= with transport=: httpx ignores transport= silently, cf refuses the pair with a
+    # ValueError (README, "Differences from httpx"; tests/_async/test_client.py).
     case(
         "proxy-from-env",
         get("{refused}/ok?via=proxy"),
         env={"HTTP_PROXY": "{b}"},
         cf=NO_RETRY,
-        xfail=on(PROXY_ENV_IGNORED),
     ),
     case(
         "proxy-from-env-all-proxy",
         get("{refused}/ok?via=proxy"),
         env={"ALL_PROXY": "{b}"},
         cf=NO_RETRY,
-        xfail=on(PROXY_ENV_IGNORED),
     ),
     case(
         "proxy-from-env-no-proxy",
@@ -419,12 +366,10 @@ CASES: list[tuple[str, Case]] = [
         get("{a}/ok"),
         client={"http2": True},
         hide_modules=("h2",),
-        xfail=on(HTTP2_NO_H2),
     ),
     case(
         "extensions-network-stream",
         get("{a}/ok"),
         network_stream=True,
-        xfail=on(NETWORK_STREAM, DEFAULT),
     ),
 ]

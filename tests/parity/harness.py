@@ -71,8 +71,7 @@ def cf_client(variant: str, **options: Any) -> HTTPAio | HTTP:
     if variant == "sync":
         return HTTP.create(**options)
     if variant == "async-httpx" and "transport" not in options:
-        engine = {k: options.pop(k) for k in _ENGINE_OPTIONS if k in options}
-        options["transport"] = httpx.AsyncHTTPTransport(**engine)
+        options["engine"] = "httpx"
     return HTTPAio.create(**options)
 
 
@@ -84,10 +83,8 @@ def raw_client(variant: str, **options: Any) -> httpx.AsyncClient | httpx.Client
 
 
 def cookie_jar(client: Any) -> httpx.Cookies:
-    """The client's cookie jar. cf has no public one yet: its inner httpx client's."""
-    cookies = getattr(client, "cookies", None)
-    if cookies is None:
-        cookies = client._client.cookies
+    """The client's cookie jar (cf: its httpx client's, `client.cookies`)."""
+    cookies = client.cookies
     assert isinstance(cookies, httpx.Cookies)
     return cookies
 

@@ -177,7 +177,11 @@ def _refused_url() -> str:
 
 
 def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    # A fresh project: no pytest variables, and no CF_HTTP_ENGINE (this suite's conftest
+    # pins it to aiohttp; cf's pytest plugin chooses in the child).
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("PYTEST_") and k != "CF_HTTP_ENGINE"
+    }
     env["NO_PROXY"] = env["no_proxy"] = "*"  # loopback only, whatever the machine says
     return env
 
