@@ -12,8 +12,6 @@ from typing import Any
 import httpx
 import multidict
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from starlette.datastructures import Headers as StarletteHeaders
 
 import cf._trace
@@ -27,8 +25,6 @@ TP_UNSAMPLED = f"00-{TID}-{SID}-00"
 B3_TID = "80f198ee56343ba864fe8b2a57d3eff7"
 B3_SID = "e457b5a2e4d86bd1"
 B3_TID16 = "a3ce929d0e0e4736"
-
-fast = settings(max_examples=60, deadline=None)
 
 
 def test_public_names() -> None:
@@ -1092,86 +1088,6 @@ def test_create_new() -> None:
     assert len(seen) == 200
 
 
-# --- properties ------------------------------------------------------------------------------
-
-NAMES = st.sampled_from(
-    [
-        "traceparent",
-        "Traceparent",
-        "tracestate",
-        "b3",
-        "X-B3-TraceId",
-        "x-b3-spanid",
-        "X-B3-Sampled",
-        "X-B3-Flags",
-        "HTTP_TRACEPARENT",
-        "HTTP_X_B3_TRACEID",
-    ]
-)
-# Text built from the characters the parsers care about, so generated values get deep.
-ALPHABET = "0123456789abcdefABCDEF-=,@ \t_xd"
-VALUES = st.one_of(
-    st.text(),
-    st.text(alphabet=ALPHABET, max_size=80),
-    st.binary(max_size=80),
-    st.sampled_from([TP, f"{B3_TID}-{B3_SID}-1", "a=1,b=2", B3_TID, B3_SID, "1", "true"]),
-    st.none(),
-    st.integers(),
-    st.lists(st.text(alphabet=ALPHABET, max_size=60), max_size=3),
-)
-ANY_NAME = st.one_of(NAMES, st.text(max_size=20), st.binary(max_size=20), st.integers())
-ANY_HEADERS = st.one_of(
-    st.none(),
-    st.text(),
-    st.binary(),
-    st.integers(),
-    st.lists(st.tuples(ANY_NAME, VALUES), max_size=8),
-    st.lists(st.one_of(st.tuples(ANY_NAME), st.tuples(ANY_NAME, VALUES, VALUES)), max_size=3),
-    st.dictionaries(ANY_NAME, VALUES, max_size=8),
-    st.lists(st.tuples(NAMES.map(str.encode), st.binary(max_size=80)), max_size=8),
-    st.lists(st.tuples(NAMES, st.text(alphabet=ALPHABET, max_size=80)), max_size=8).map(
-        httpx.Headers
-    ),
-)
-
-
-@fast
-@given(ANY_HEADERS)
-def test_from_headers_never_raises(headers: Any) -> None:
-    info = TraceInfo.from_headers(headers)
-    if info is not None:  # whatever it accepts is a valid value
-        assert TraceInfo.from_headers(info.to_headers()) == info
-
-
-HEX = "0123456789abcdef"
-KEYS = st.from_regex(r"[a-z0-9][a-z0-9_\-*/@]{0,20}", fullmatch=True)
-MEMBER_VALUES = st.from_regex(
-    r"[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,20}[\x21-\x2b\x2d-\x3c\x3e-\x7e]", fullmatch=True
-)
-TRACESTATES = st.lists(st.tuples(KEYS, MEMBER_VALUES), max_size=10, unique_by=lambda m: m[0]).map(
-    lambda members: ",".join(f"{k}={v}" for k, v in members) or None
-)
-TRACE_INFOS = st.builds(
-    TraceInfo,
-    trace_id=st.text(alphabet=HEX, min_size=32, max_size=32).filter(lambda s: s != "0" * 32),
-    span_id=st.text(alphabet=HEX, min_size=16, max_size=16).filter(lambda s: s != "0" * 16),
-    sampled=st.booleans(),
-    tracestate=TRACESTATES,
-    flags=st.integers(0, 255),
-)
-
-
-@fast
-@given(TRACE_INFOS)
-def test_round_trip(info: TraceInfo) -> None:
-    headers = info.to_headers()
-    assert TraceInfo.from_headers(headers) == info
-    assert TraceInfo.from_headers(httpx.Headers(headers)) == info
-    child = info.child()
-    assert child.trace_id == info.trace_id and child.span_id != info.span_id
-    assert TraceInfo.from_headers(child.to_headers()) == child
-
-
 # --- OpenTelemetry ---------------------------------------------------------------------------
 
 
@@ -1212,3 +1128,9 @@ def test_otel_headers_never_raises(tracer: Any, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(propagate, "inject", boom)
     with tracer.start_as_current_span("outgoing"):
         assert otel_headers() == {}
+
+
+def test_every_field_is_documented() -> None:
+    """help(TraceInfo) names every field (the API reference is built from docstrings)."""
+    for f in dataclasses.fields(TraceInfo):
+        assert f"        {f.name}: " in (TraceInfo.__doc__ or ""), f.name
