@@ -1,8 +1,8 @@
 """W3C Trace Context: the `TraceInfo` value, header parsing and formatting.
 
 Pure logic, no I/O: `TraceInfo.from_headers` reads `traceparent`/`tracestate`
-(W3C Trace Context Level 1, with the Level 2 "random" flag passed through) and
-falls back to Zipkin B3; output is always W3C. `otel_headers` propagates the
+(W3C Trace Context Level 1, with the Level 2 "random" flag and tracestate key
+grammar) and falls back to Zipkin B3; output is always W3C. `otel_headers` propagates the
 active OpenTelemetry span when the application already uses OpenTelemetry.
 """
 
@@ -28,8 +28,10 @@ _SPAN_ID = re.compile(r"[0-9a-f]{16}")
 _B3_TRACE_ID = re.compile(r"[0-9a-f]{16}(?:[0-9a-f]{16})?")
 # The first four fields of a traceparent; `match` only, the rest is checked by length.
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
-# One tracestate list member (W3C Level 2 key grammar, which includes the
-# Level 1 simple and multi-tenant keys); `fullmatch` on an OWS-stripped member.
+# One tracestate list member, `fullmatch`ed on an OWS-stripped member: a key of
+# 1-256 characters (W3C Level 2 grammar: "@" anywhere but first, which includes the
+# Level 1 simple and multi-tenant keys) and a value of 1-256 printable characters
+# without "," and "=", not ending in a space (leading spaces belong to the value).
 _MEMBER = re.compile(
     r"([a-z0-9][a-z0-9_\-*/@]{0,255})=[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]"
 )
@@ -38,9 +40,10 @@ _OWS = " \t"
 _MAX_MEMBERS = 32
 _MAX_TRACESTATE = 512
 _MAX_LONG_MEMBER = 128
-_MAX_VALUE = 8192  # longer header values are ignored: caps the work on hostile input
+_MAX_VALUE = 8192  # longer values (a tracestate: all its fields) count as invalid
 _MAX_FIELDS = 4096  # header fields looked at
 _MAX_NAME = 32  # longer names cannot be one of ours (the longest is "http_x_b3_traceid")
+_BAD = "\x00"  # an unusable value (not text, too long): no grammar here accepts a NUL
 
 _TP = "traceparent"
 _TS = "tracestate"
@@ -60,10 +63,18 @@ _B3_MULTI_SAMPLED = {"1": True, "true": True, "0": False, "false": False}
 class TraceInfo:
     """The trace context of one call: ids, sampling decision, vendor `tracestate`.
 
-    `trace_id` is 32 and `span_id` 16 lowercase hex characters, neither all
-    zeros. `flags` keeps only the sampled bit (always equal to `sampled`) and
-    the W3C Level 2 random bit; other bits are dropped. `tracestate` is stored
-    in canonical form (no empty members, no whitespace; "" becomes None).
+    Attributes:
+        trace_id: The trace, 32 lowercase hex characters, not all zeros.
+        span_id: The caller's span (W3C `parent-id`), 16 lowercase hex
+            characters, not all zeros.
+        sampled: The caller may have recorded the trace (W3C sampled flag).
+        tracestate: Vendors' `tracestate` list, or None. Stored in canonical
+            form: members (at most 32, each valid) joined by "," without
+            surrounding whitespace or empty members, at most 512 characters;
+            "" becomes None. Duplicate keys are kept as received.
+        flags: The W3C trace flags: only the sampled bit (always equal to
+            `sampled`) and the Level 2 random-trace-id bit (0x02) are kept.
+
     Bad arguments raise ValueError.
     """
 
@@ -105,11 +116,15 @@ class TraceInfo:
 
     @classmethod
     def create_new(cls) -> TraceInfo:
-        """Start a new sampled trace with random ids from the OS CSPRNG."""
+        """Start a new sampled trace with random ids from the OS CSPRNG.
+
+        The whole trace id is random, so the W3C Level 2 random flag is set
+        (flags `03`).
+        """
         trace_id = os.urandom(16).hex()
         while trace_id == _ZERO_TRACE:  # pragma: no cover - probability 2**-128
             trace_id = os.urandom(16).hex()
-        return cls._trusted(trace_id, _new_span_id(), _SAMPLED, None)
+        return cls._trusted(trace_id, _new_span_id(), _SAMPLED | _RANDOM, None)
 
     @classmethod
     def from_headers(cls, headers: object) -> TraceInfo | None:
@@ -119,7 +134,10 @@ class TraceInfo:
         aiohttp/multidict, werkzeug), a WSGI environ (`HTTP_TRACEPARENT`), an
         ASGI scope or its `headers` list of byte pairs, or any iterable of
         (name, value) pairs. W3C `traceparent` wins; without one, B3 is read.
-        Never raises.
+        Several `tracestate` fields are joined in order; a `tracestate` with an
+        invalid member, more than 32 members or more than 8 KiB is dropped
+        whole (the trace is kept), and one longer than 512 characters loses
+        whole entries as the W3C says. Never raises.
         """
         try:
             fields = _collect(headers)
@@ -134,7 +152,7 @@ class TraceInfo:
             if parsed is None:
                 return None
             tracestate = fields.get(_TS)
-            state = _parse_tracestate(_join(tracestate)) if tracestate else None
+            state = _parse_tracestate(tracestate) if tracestate else None
             return cls._trusted(*parsed, state)
         except Exception:
             return None
@@ -227,12 +245,12 @@ def _getter_pairs(getter: Callable[[str], object]) -> list[tuple[str, object]]:
 
 
 def _text(value: object) -> str:
-    """A header value as text; anything unusable becomes "" (an invalid value)."""
+    """A header value as text; anything unusable becomes `_BAD` (an invalid value)."""
     if isinstance(value, str):
-        return value if len(value) <= _MAX_VALUE else ""
+        return value if len(value) <= _MAX_VALUE else _BAD
     if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value).decode("latin-1") if len(value) <= _MAX_VALUE else ""
-    return ""
+        return bytes(value).decode("latin-1") if len(value) <= _MAX_VALUE else _BAD
+    return _BAD
 
 
 def _values(value: object) -> Iterator[str]:
@@ -257,24 +275,14 @@ def _collect(headers: object) -> dict[str, list[str]] | None:
             if len(name) > _MAX_NAME:
                 continue
             name = bytes(name).decode("latin-1")
-        if not isinstance(name, str) or len(name) > _MAX_NAME:
+        if not isinstance(name, str) or len(name) > _MAX_NAME or not name.isascii():
             continue
-        name = name.lower()
+        name = name.lower()  # ASCII case-insensitive
         if name.startswith("http_"):  # WSGI environ: HTTP_X_B3_TRACEID
             name = name[5:].replace("_", "-")
         if name in _WANTED:
             fields.setdefault(name, []).extend(_values(value))
     return fields
-
-
-def _join(values: list[str]) -> str:
-    """Several tracestate fields as one list, stopping at a whole field past the size cap."""
-    total = -1  # no comma before the first field
-    for count, value in enumerate(values):
-        total += len(value) + 1
-        if total > _MAX_VALUE:
-            return ",".join(values[:count])
-    return ",".join(values)
 
 
 def _parse_traceparent(value: str) -> tuple[str, str, int] | None:
@@ -299,47 +307,54 @@ def _parse_traceparent(value: str) -> tuple[str, str, int] | None:
     return trace_id, span_id, int(flags, 16) & _KNOWN_FLAGS
 
 
-def _parse_tracestate(value: str) -> str | None:
-    """Valid members of a (joined) tracestate, first of each key, size-limited."""
+def _parse_tracestate(fields: list[str]) -> str | None:
+    """The tracestate to propagate from its fields, in order; None to drop it.
+
+    W3C: any invalid member or more than 32 members drops it whole; empty
+    members and whitespace around members are ignored.
+    """
+    if sum(map(len, fields)) + len(fields) - 1 > _MAX_VALUE:
+        return None
     members: list[str] = []
-    keys: set[str] = set()
-    for raw in value.split(","):
+    for raw in ",".join(fields).split(","):
         member = raw.strip(_OWS)
-        match = _MEMBER.fullmatch(member) if member else None
-        if match is None or match.group(1) in keys:
+        if not member:
             continue
-        keys.add(match.group(1))
+        if _MEMBER.fullmatch(member) is None or len(members) == _MAX_MEMBERS:
+            return None
         members.append(member)
-        if len(members) == _MAX_MEMBERS:
-            break
+    return _truncate(members)
+
+
+def _truncate(members: list[str]) -> str | None:
+    """The members joined, whole entries dropped to fit 512 characters (W3C order).
+
+    Entries over 128 characters go first (longest first; of equal length,
+    the last first) until the rest fits, then entries from the end.
+    """
     size = sum(map(len, members)) + len(members) - 1
     if size > _MAX_TRACESTATE:
-        # W3C: drop entries over 128 characters first (longest, then last, first),
-        # then entries from the end.
-        long = [(len(m), i, m) for i, m in enumerate(members) if len(m) > _MAX_LONG_MEMBER]
-        for length, _, member in sorted(long, reverse=True):
+        long = [i for i, member in enumerate(members) if len(member) > _MAX_LONG_MEMBER]
+        dropped: set[int] = set()
+        for i in sorted(long, key=lambda i: (len(members[i]), i), reverse=True):
             if size <= _MAX_TRACESTATE:
                 break
-            members.remove(member)  # keys are unique, so members are
-            size -= length + 1
+            dropped.add(i)
+            size -= len(members[i]) + 1
+        members = [member for i, member in enumerate(members) if i not in dropped]
         while size > _MAX_TRACESTATE:
             size -= len(members.pop()) + 1
     return ",".join(members) or None
 
 
 def _canonical_tracestate(value: object) -> str | None:
-    """The constructor's check: every member valid, unique keys, within the limits."""
+    """The constructor's check: every member valid, within 32 members and 512 characters."""
     if not isinstance(value, str):
         raise ValueError(f"tracestate must be a str or None, got {value!r}")
     members = [m for m in (raw.strip(_OWS) for raw in value.split(",")) if m]
-    keys: set[str] = set()
     for member in members:
-        match = _MEMBER.fullmatch(member)
-        if match is None:
+        if _MEMBER.fullmatch(member) is None:
             raise ValueError(f"invalid tracestate member {member[:300]!r}")
-        if match.group(1) in keys:
-            raise ValueError(f"duplicate tracestate key {match.group(1)!r}")
-        keys.add(match.group(1))
     canonical = ",".join(members)
     if len(members) > _MAX_MEMBERS or len(canonical) > _MAX_TRACESTATE:
         raise ValueError("tracestate exceeds 32 members or 512 characters")

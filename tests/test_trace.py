@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import email.message
+import re
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -11,8 +12,6 @@ from typing import Any
 import httpx
 import multidict
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from starlette.datastructures import Headers as StarletteHeaders
 
 import cf._trace
@@ -26,8 +25,6 @@ TP_UNSAMPLED = f"00-{TID}-{SID}-00"
 B3_TID = "80f198ee56343ba864fe8b2a57d3eff7"
 B3_SID = "e457b5a2e4d86bd1"
 B3_TID16 = "a3ce929d0e0e4736"
-
-fast = settings(max_examples=60, deadline=None)
 
 
 def test_public_names() -> None:
@@ -157,10 +154,14 @@ VALUE256 = "v" * 255 + "!"
         pytest.param(["", "a=1", ""], "a=1", id="empty-fields"),
         pytest.param([""], None, id="empty"),
         pytest.param([" , ,\t,"], None, id="only-empty-members"),
-        pytest.param(["a=1,b=2,a=3"], "a=1,b=2", id="duplicate-key-keeps-first"),
-        pytest.param(["a=1", "a=2"], "a=1", id="duplicate-across-fields"),
-        pytest.param(["a=1,A=2,B=3"], "a=1", id="uppercase-key"),
-        pytest.param(["_a=1,-a=2,*a=3,/a=4,@a=5,a=6"], "a=6", id="key-bad-first-char"),
+        pytest.param(["a=1,b=2,a=3"], "a=1,b=2,a=3", id="duplicate-key-kept"),
+        pytest.param(["a=1", "a=2"], "a=1,a=2", id="duplicate-across-fields-kept"),
+        pytest.param(["a=1,A=2,B=3"], None, id="uppercase-key"),
+        pytest.param(["_a=1,a=6"], None, id="key-first-char-underscore"),
+        pytest.param(["-a=2,a=6"], None, id="key-first-char-dash"),
+        pytest.param(["*a=3,a=6"], None, id="key-first-char-star"),
+        pytest.param(["/a=4,a=6"], None, id="key-first-char-slash"),
+        pytest.param(["@a=5,a=6"], None, id="key-first-char-at"),
         pytest.param(["1a=1"], "1a=1", id="key-starts-with-digit"),
         pytest.param(["a_-*/z=1"], "a_-*/z=1", id="key-special-chars"),
         pytest.param(["tenant@sys=1"], "tenant@sys=1", id="multi-tenant-key"),
@@ -168,37 +169,36 @@ VALUE256 = "v" * 255 + "!"
         pytest.param(["a@b@c=1,x@=2"], "a@b@c=1,x@=2", id="level2-at-anywhere"),
         pytest.param(["a.b=1,a b=2,a%b=3,é=4"], None, id="key-bad-chars"),
         pytest.param([f"{KEY256}=1"], f"{KEY256}=1", id="key-256"),
-        pytest.param([f"{KEY256}k=1,b=2"], "b=2", id="key-257"),
-        pytest.param(["=1,b=2"], "b=2", id="empty-key"),
-        pytest.param(["a=,b=2"], "b=2", id="empty-value"),
-        pytest.param(["a,b=2"], "b=2", id="no-equals"),
-        pytest.param(["a=b=c,d=e"], "d=e", id="equals-in-value"),
+        pytest.param([f"{KEY256}k=1,b=2"], None, id="key-257"),
+        pytest.param(["b=2", f"{KEY256}k=1"], None, id="key-257-in-second-field"),
+        pytest.param(["=1,b=2"], None, id="empty-key"),
+        pytest.param(["a=,b=2"], None, id="empty-value"),
+        pytest.param(["a= ,b=2"], None, id="blank-value"),
+        pytest.param(["a,b=2"], None, id="no-equals"),
+        pytest.param(["a=b=c,d=e"], None, id="equals-in-value"),
         pytest.param(["a= b"], "a= b", id="value-leading-space"),
+        pytest.param(["a=   b  "], "a=   b", id="value-leading-spaces-kept-trailing-dropped"),
         pytest.param(["a=x y"], "a=x y", id="value-inner-space"),
         pytest.param(
             ["a=!\"#$%&'()*+-./:;<>?@[\\]^_`{|}~"],
             "a=!\"#$%&'()*+-./:;<>?@[\\]^_`{|}~",
             id="value-punctuation",
         ),
-        pytest.param(["a=x\x7f,b=2"], "b=2", id="value-del"),
-        pytest.param(["a=x\x01,b=2"], "b=2", id="value-control"),
-        pytest.param(["a=x\ty,b=2"], "b=2", id="value-inner-tab"),
-        pytest.param(["a=caf\u00e9,b=2"], "b=2", id="value-non-ascii"),
+        pytest.param(["a=x\x7f,b=2"], None, id="value-del"),
+        pytest.param(["a=x\x01,b=2"], None, id="value-control"),
+        pytest.param(["a=x\ty,b=2"], None, id="value-inner-tab"),
+        pytest.param(["a=x\r\nb=2"], None, id="value-crlf"),
+        pytest.param(["a=caf\u00e9,b=2"], None, id="value-non-ascii"),
         pytest.param([f"a={VALUE256}"], f"a={VALUE256}", id="value-256"),
-        pytest.param([f"a=x{VALUE256},b=2"], "b=2", id="value-257"),
+        pytest.param([f"a=x{VALUE256},b=2"], None, id="value-257"),
         pytest.param([",".join(_members(32))], ",".join(_members(32)), id="32-members"),
-        pytest.param([",".join(_members(33))], ",".join(_members(32)), id="33-keeps-first-32"),
-        pytest.param(_members(40), ",".join(_members(32)), id="40-fields-keeps-first-32"),
+        pytest.param([",".join(_members(33))], None, id="33-members-dropped"),
+        pytest.param(_members(40), None, id="40-fields-dropped"),
         pytest.param(
-            ["A=1," * 5 + ",".join(_members(32))],
-            ",".join(_members(32)),
-            id="invalid-members-not-counted",
+            [",,".join(_members(32)) + ", ,\t,"], ",".join(_members(32)), id="empties-not-counted"
         ),
-        pytest.param(
-            ["a=1,a=2," + ",".join(_members(32))],
-            "a=1," + ",".join(_members(31)),
-            id="duplicates-not-counted",
-        ),
+        pytest.param(["A=1," + ",".join(_members(31))], None, id="one-invalid-drops-all"),
+        pytest.param(["a=1,a=2," + ",".join(_members(31))], None, id="duplicates-counted"),
     ],
 )
 def test_tracestate(fields: list[str], expected: str | None) -> None:
@@ -257,10 +257,391 @@ def test_tracestate_without_valid_traceparent_is_ignored() -> None:
     assert info is not None and info.tracestate is None
 
 
-def test_tracestate_over_size_cap_keeps_leading_fields() -> None:
-    fields = [("tracestate", "a=1")] + [("tracestate", "z" * 8000)] * 4 + [("tracestate", "b=2")]
-    info = TraceInfo.from_headers([("traceparent", TP), *fields])
-    assert info is not None and info.tracestate == "a=1"
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        pytest.param(["a=1" + " " * 8189], "a=1", id="8192-read"),
+        pytest.param(["a=1" + " " * 8190], None, id="8193-dropped"),
+        pytest.param(["a=1", " " * 8184, "b=2"], "a=1,b=2", id="fields-8192-read"),
+        pytest.param(["a=1", " " * 8185, "b=2"], None, id="fields-8193-dropped"),
+        pytest.param(["a=1", "z" * 8000, "z" * 8000, "b=2"], None, id="fields-over-cap-dropped"),
+        pytest.param(["a=1", "b=2" + " " * 9000], None, id="one-field-over-cap"),
+    ],
+)
+def test_tracestate_over_size_cap_is_dropped(fields: list[str], expected: str | None) -> None:
+    """Prohibitively large input (over 8 KiB in all) drops the tracestate, keeps the trace."""
+    info = TraceInfo.from_headers([("traceparent", TP)] + [("tracestate", f) for f in fields])
+    assert info is not None and info.trace_id == TID
+    assert info.tracestate == expected
+
+
+# --- W3C Trace Context: the specification and its validation harness -------------------------
+#
+# Every case is what a propagating service receives and what it must send downstream:
+# `TraceInfo.from_headers(incoming)`, or a new trace when that is None, then
+# `.child().to_headers()` for the outgoing call. "harness-*" cases are the requests
+# of the W3C validation harness (w3c/trace-context test/test.py, STRICT_LEVEL=2,
+# SPEC_LEVEL=2); "spec-*" cases are the MUSTs and SHOULDs of the specification's
+# traceparent, tracestate and mutation sections that the harness does not exercise.
+
+HT = "12345678901234567890123456789012"  # the harness's trace id and parent id
+HP = "1234567890123456"
+V00 = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+
+
+@dataclasses.dataclass(frozen=True)
+class Continue:
+    """The incoming trace is continued: same trace id, new parent id, these flags."""
+
+    flags: int
+    tracestate: str | None = None
+    trace_id: str = HT
+
+
+@dataclasses.dataclass(frozen=True)
+class Restart:
+    """The incoming context is ignored: a new trace, no tracestate."""
+
+    not_ids: tuple[str, ...] = (HT,)
+
+
+def tp(value: str) -> tuple[str, str]:
+    return ("traceparent", value)
+
+
+def ts(value: str) -> tuple[str, str]:
+    return ("tracestate", value)
+
+
+TP00 = f"00-{HT}-{HP}-00"
+TP01 = f"00-{HT}-{HP}-01"
+KEY_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_-*/"
+KEY_VENDOR = KEY_CHARS + "@a-z0-9_-*/"
+VALUE_CHARS = "".join(chr(c) for c in [*range(0x20, 0x2C), *range(0x2D, 0x3D), *range(0x3E, 0x7F)])
+BARS = [f"bar{i:02d}={i:02d}" for i in range(1, 34)]
+BAR_FIELDS = [",".join(BARS[i : i + 10]) for i in (0, 10, 20)]
+
+W3C_CASES = [
+    # harness: traceparent
+    pytest.param([], Restart(), id="harness-both-missing"),
+    pytest.param([tp(TP01)], Continue(1), id="harness-traceparent-without-tracestate"),
+    pytest.param(
+        [tp(f"00-{HT[:-1]}1-{HP}-01"), tp(TP01)],
+        Restart((HT, HT[:-1] + "1")),
+        id="harness-traceparent-duplicated",
+    ),
+    pytest.param([("trace-parent", TP01)], Restart(), id="harness-name-trace-parent"),
+    pytest.param([("trace.parent", TP01)], Restart(), id="harness-name-trace.parent"),
+    pytest.param([("TraceParent", TP01)], Continue(1), id="harness-name-TraceParent"),
+    pytest.param([("TrAcEpArEnT", TP01)], Continue(1), id="harness-name-TrAcEpArEnT"),
+    pytest.param([("TRACEPARENT", TP01)], Continue(1), id="harness-name-TRACEPARENT"),
+    pytest.param([tp(TP01 + ".")], Restart(), id="harness-v00-trailing-dot"),
+    pytest.param(
+        [tp(TP01 + "-what-the-future-will-be-like")], Restart(), id="harness-v00-future-fields"
+    ),
+    pytest.param([tp(f"cc-{HT}-{HP}-01")], Continue(1), id="harness-vcc"),
+    pytest.param(
+        [tp(f"cc-{HT}-{HP}-01-what-the-future-will-be-like")],
+        Continue(1),
+        id="harness-vcc-future-fields",
+    ),
+    pytest.param(
+        [tp(f"cc-{HT}-{HP}-01.what-the-future-will-be-like")],
+        Restart(),
+        id="harness-vcc-no-dash-after-flags",
+    ),
+    pytest.param([tp(f"ff-{HT}-{HP}-01")], Restart(), id="harness-vff"),
+    pytest.param([tp(f".0-{HT}-{HP}-01")], Restart(), id="harness-version-.0"),
+    pytest.param([tp(f"0.-{HT}-{HP}-01")], Restart(), id="harness-version-0."),
+    pytest.param([tp(f"000-{HT}-{HP}-01")], Restart(), id="harness-version-000"),
+    pytest.param([tp(f"0000-{HT}-{HP}-01")], Restart(), id="harness-version-0000"),
+    pytest.param([tp(f"0-{HT}-{HP}-01")], Restart(), id="harness-version-0"),
+    pytest.param([tp(f"00-{'0' * 32}-{HP}-01")], Restart(), id="harness-trace-id-zero"),
+    pytest.param([tp(f"00-.{HT[1:]}-{HP}-01")], Restart(), id="harness-trace-id-leading-dot"),
+    pytest.param([tp(f"00-{HT[:-1]}.-{HP}-01")], Restart(), id="harness-trace-id-trailing-dot"),
+    pytest.param([tp(f"00-{HT}3-{HP}-01")], Restart((HT, HT[1:] + "3")), id="harness-trace-id-33"),
+    pytest.param([tp(f"00-{HT[:-1]}-{HP}-01")], Restart(), id="harness-trace-id-31"),
+    pytest.param([tp(f"00-{HT}-{'0' * 16}-01")], Restart(), id="harness-parent-id-zero"),
+    pytest.param([tp(f"00-{HT}-.{HP[1:]}-01")], Restart(), id="harness-parent-id-leading-dot"),
+    pytest.param([tp(f"00-{HT}-{HP[:-1]}.-01")], Restart(), id="harness-parent-id-trailing-dot"),
+    pytest.param([tp(f"00-{HT}-{HP}7-01")], Restart(), id="harness-parent-id-17"),
+    pytest.param([tp(f"00-{HT}-{HP[:-1]}-01")], Restart(), id="harness-parent-id-15"),
+    pytest.param([tp(f"00-{HT}-{HP}-.0")], Restart(), id="harness-flags-.0"),
+    pytest.param([tp(f"00-{HT}-{HP}-0.")], Restart(), id="harness-flags-0."),
+    pytest.param([tp(f"00-{HT}-{HP}-001")], Restart(), id="harness-flags-001"),
+    pytest.param([tp(f"00-{HT}-{HP}-1")], Restart(), id="harness-flags-1"),
+    pytest.param([tp(" " + TP01)], Continue(1), id="harness-ows-leading-space"),
+    pytest.param([tp("\t" + TP01)], Continue(1), id="harness-ows-leading-tab"),
+    pytest.param([tp(TP01 + " ")], Continue(1), id="harness-ows-trailing-space"),
+    pytest.param([tp(TP01 + "\t")], Continue(1), id="harness-ows-trailing-tab"),
+    pytest.param([tp("\t " + TP01 + " \t")], Continue(1), id="harness-ows-both"),
+    # harness: tracestate
+    pytest.param([ts("foo=1")], Restart(), id="harness-tracestate-without-traceparent"),
+    pytest.param([ts("foo=1,bar=2")], Restart(), id="harness-tracestate-2-without-traceparent"),
+    pytest.param([tp(TP00), ts("foo=1,bar=2")], Continue(0, "foo=1,bar=2"), id="harness-both"),
+    pytest.param([tp(TP00), ("trace-state", "foo=1")], Continue(0), id="harness-name-trace-state"),
+    pytest.param([tp(TP00), ("trace.state", "foo=1")], Continue(0), id="harness-name-trace.state"),
+    pytest.param(
+        [tp(TP00), ("TraceState", "foo=1")], Continue(0, "foo=1"), id="harness-TraceState"
+    ),
+    pytest.param(
+        [tp(TP00), ("TrAcEsTaTe", "foo=1")], Continue(0, "foo=1"), id="harness-TrAcEsTaTe"
+    ),
+    pytest.param(
+        [tp(TP00), ("TRACESTATE", "foo=1")], Continue(0, "foo=1"), id="harness-TRACESTATE"
+    ),
+    pytest.param([tp(TP00), ts("")], Continue(0), id="harness-empty"),
+    pytest.param([tp(TP00), ts("foo=1"), ts("")], Continue(0, "foo=1"), id="harness-empty-last"),
+    pytest.param([tp(TP00), ts(""), ts("foo=1")], Continue(0, "foo=1"), id="harness-empty-first"),
+    pytest.param(
+        [tp(TP00), ts("foo=1,bar=2"), ts("rojo=1,congo=2"), ts("baz=3")],
+        Continue(0, "foo=1,bar=2,rojo=1,congo=2,baz=3"),
+        id="harness-multiple-headers",
+    ),
+    pytest.param([tp(TP00), ts("foo=1,foo=1")], Continue(0, "foo=1,foo=1"), id="harness-dup-same"),
+    pytest.param([tp(TP00), ts("foo=1,foo=2")], Continue(0, "foo=1,foo=2"), id="harness-dup"),
+    pytest.param(
+        [tp(TP00), ts("foo=1"), ts("foo=1")], Continue(0, "foo=1,foo=1"), id="harness-dup-fields"
+    ),
+    pytest.param(
+        [tp(TP00), ts("foo=1"), ts("foo=2")], Continue(0, "foo=1,foo=2"), id="harness-dup-fields-2"
+    ),
+    pytest.param(
+        [tp(TP00), ts(f"{KEY_CHARS}={VALUE_CHARS}")],
+        Continue(0, f"{KEY_CHARS}={VALUE_CHARS}"),
+        id="harness-all-allowed-characters",
+    ),
+    pytest.param(
+        [tp(TP00), ts(f"{KEY_VENDOR}={VALUE_CHARS}")],
+        Continue(0, f"{KEY_VENDOR}={VALUE_CHARS}"),
+        id="harness-all-allowed-characters-vendor",
+    ),
+    pytest.param(
+        [tp(TP00), ts("foo=1 \t , \t bar=2, \t baz=3")],
+        Continue(0, "foo=1,bar=2,baz=3"),
+        id="harness-ows-spaces-tabs",
+    ),
+    pytest.param(
+        [tp(TP00), ts("foo=1\t \t,\t \tbar=2,\t \tbaz=3")],
+        Continue(0, "foo=1,bar=2,baz=3"),
+        id="harness-ows-tabs-spaces",
+    ),
+    pytest.param([tp(TP00), ts(" foo=1")], Continue(0, "foo=1"), id="harness-ows-leading-space"),
+    pytest.param([tp(TP00), ts("\tfoo=1")], Continue(0, "foo=1"), id="harness-ows-leading-tab"),
+    pytest.param([tp(TP00), ts("foo=1 ")], Continue(0, "foo=1"), id="harness-ows-trailing-space"),
+    pytest.param([tp(TP00), ts("foo=1\t")], Continue(0, "foo=1"), id="harness-ows-trailing-tab"),
+    pytest.param([tp(TP00), ts("\t foo=1 \t")], Continue(0, "foo=1"), id="harness-ows-both"),
+    pytest.param([tp(TP00), ts("foo =1")], Continue(0), id="harness-key-space"),
+    pytest.param([tp(TP00), ts("FOO=1")], Continue(0), id="harness-key-uppercase"),
+    pytest.param([tp(TP00), ts("foo.bar=1")], Continue(0), id="harness-key-dot"),
+    pytest.param(
+        [tp(TP00), ts("foo@=1,bar=2")], Continue(0, "foo@=1,bar=2"), id="harness-key-at-last"
+    ),
+    pytest.param([tp(TP00), ts("@foo=1,bar=2")], Continue(0), id="harness-key-at-first"),
+    pytest.param(
+        [tp(TP00), ts("foo@@bar=1,bar=2")], Continue(0, "foo@@bar=1,bar=2"), id="harness-key-at-at"
+    ),
+    pytest.param(
+        [tp(TP00), ts("foo@bar@baz=1,bar=2")],
+        Continue(0, "foo@bar@baz=1,bar=2"),
+        id="harness-key-two-ats",
+    ),
+    pytest.param(
+        [tp(TP00), *map(ts, BAR_FIELDS), ts(",".join(BARS[30:32]))],
+        Continue(0, ",".join(BARS[:32])),
+        id="harness-32-members",
+    ),
+    pytest.param(
+        [tp(TP00), *map(ts, BAR_FIELDS), ts(",".join(BARS[30:33]))],
+        Continue(0),
+        id="harness-33-members",
+    ),
+    pytest.param(
+        [tp(TP00), ts("foo=1"), ts("z" * 256 + "=1")],
+        Continue(0, "foo=1," + "z" * 256 + "=1"),
+        id="harness-key-256",
+    ),
+    pytest.param([tp(TP00), ts("foo=1"), ts("z" * 257 + "=1")], Continue(0), id="harness-key-257"),
+    pytest.param(
+        [tp(TP00), ts("foo=1"), ts("t" * 241 + "@" + "v" * 14 + "=1")],
+        Continue(0, "foo=1," + "t" * 241 + "@" + "v" * 14 + "=1"),
+        id="harness-key-256-with-at",
+    ),
+    pytest.param(
+        [tp(TP00), ts("foo=1"), ts("t" * 242 + "@v=1")],
+        Continue(0, "foo=1," + "t" * 242 + "@v=1"),
+        id="harness-key-244-with-at",
+    ),
+    pytest.param(
+        [tp(TP00), ts("foo=1"), ts("t@" + "v" * 15 + "=1")],
+        Continue(0, "foo=1,t@" + "v" * 15 + "=1"),
+        id="harness-key-short-tenant",
+    ),
+    pytest.param([tp(TP00), ts("foo=bar=baz")], Continue(0), id="harness-value-equals"),
+    pytest.param([tp(TP00), ts("foo=,bar=3")], Continue(0), id="harness-value-empty"),
+    pytest.param([tp(f"00-{HT}-{HP}-02")], Continue(2), id="harness-level2-random-flag"),
+    # spec: traceparent field values
+    pytest.param([tp(f"00-{TID.upper()}-{SID}-01")], Restart((TID,)), id="spec-trace-id-uppercase"),
+    pytest.param(
+        [tp(f"00-{TID}-{SID.upper()}-01")], Restart((TID,)), id="spec-parent-id-uppercase"
+    ),
+    pytest.param([tp(f"00-{HT}-{HP}-0A")], Restart(), id="spec-flags-uppercase"),
+    pytest.param([tp(f"0A-{HT}-{HP}-01")], Restart(), id="spec-version-uppercase"),
+    pytest.param([tp(f"00-{HT}-{HP}-03")], Continue(3), id="spec-random-set-stays-set"),
+    pytest.param([tp(f"00-{HT}-{HP}-01")], Continue(1), id="spec-random-unset-stays-unset"),
+    pytest.param([tp(f"00-{HT}-{HP}-ff")], Continue(3), id="spec-other-flags-set-to-zero"),
+    pytest.param([tp(f"00-{HT}-{HP}-04")], Continue(0), id="spec-other-flag-only"),
+    pytest.param([tp(f"00-{HT}-{HP}-81")], Continue(1), id="spec-high-flag-dropped"),
+    # spec: versioning (a higher version is parsed by its first fields, sent as 00)
+    pytest.param([tp(f"01-{HT}-{HP}-0")], Restart(), id="spec-future-shorter-than-55"),
+    pytest.param([tp(f"01-{HT}_{HP}-01")], Restart(), id="spec-future-no-dash-after-trace-id"),
+    pytest.param([tp(f"01-{HT}-{HP}_01")], Restart(), id="spec-future-no-dash-after-parent-id"),
+    pytest.param([tp(f"01-{HT}-{HP}-01x")], Restart(), id="spec-future-no-dash-after-flags"),
+    pytest.param([tp(f"01-{HT}-{HP}-01-")], Continue(1), id="spec-future-dash-after-flags"),
+    pytest.param(
+        [tp(f"fe-{HT}-{HP}-02-ffffffffff-xyz")], Continue(2), id="spec-future-fields-not-parsed"
+    ),
+    pytest.param([tp(f"01-{HT[:-1]}g-{HP}-01")], Restart(), id="spec-future-trace-id-not-hex"),
+    pytest.param([tp(f"01-{HT}-{HP[:-1]}g-01")], Restart(), id="spec-future-parent-id-not-hex"),
+    pytest.param([tp(f"01-{HT}-{HP}-0g")], Restart(), id="spec-future-flags-not-hex"),
+    pytest.param([tp(f"g0-{HT}-{HP}-01")], Restart(), id="spec-version-not-hex"),
+    pytest.param([tp(f"00{HT}-{HP}-01")], Restart(), id="spec-version-no-dash"),
+    # spec: tracestate
+    pytest.param(
+        [tp(f"00-{'0' * 32}-{HP}-01"), ts("foo=1")], Restart(), id="spec-bad-traceparent-no-state"
+    ),
+    pytest.param([tp(TP01), tp(TP01), ts("foo=1")], Restart(), id="spec-two-traceparents-no-state"),
+    pytest.param(
+        [tp(TP01), ts("foo=1,Bad=2")], Continue(1), id="spec-bad-tracestate-keeps-traceparent"
+    ),
+    pytest.param(
+        [tp(TP01), ts("foo=1, ,\t,bar=2")], Continue(1, "foo=1,bar=2"), id="spec-empty-members"
+    ),
+    pytest.param([tp(TP01), ts(" , ,\t")], Continue(1), id="spec-only-empty-members-not-sent"),
+    pytest.param(
+        [tp(TP01), ts("foo=1 ,  bar=2")], Continue(1, "foo=1,bar=2"), id="spec-no-ows-generated"
+    ),
+    pytest.param([tp(TP01), ts("0foo=1")], Continue(1, "0foo=1"), id="spec-key-starts-digit"),
+    pytest.param([tp(TP01), ts("_foo=1")], Continue(1), id="spec-key-starts-underscore"),
+    pytest.param([tp(TP01), ts("-foo=1")], Continue(1), id="spec-key-starts-dash"),
+    pytest.param([tp(TP01), ts("*foo=1")], Continue(1), id="spec-key-starts-star"),
+    pytest.param([tp(TP01), ts("/foo=1")], Continue(1), id="spec-key-starts-slash"),
+    pytest.param([tp(TP01), ts("fOo=1")], Continue(1), id="spec-key-inner-uppercase"),
+    pytest.param([tp(TP01), ts("foo:bar=1")], Continue(1), id="spec-key-colon"),
+    pytest.param(
+        [tp(TP01), ts("foo=" + "v" * 256)], Continue(1, "foo=" + "v" * 256), id="spec-v256"
+    ),
+    pytest.param([tp(TP01), ts("foo=" + "v" * 257)], Continue(1), id="spec-value-257"),
+    pytest.param([tp(TP01), ts("foo=a\tb")], Continue(1), id="spec-value-tab"),
+    pytest.param([tp(TP01), ts("foo=a\nb")], Continue(1), id="spec-value-newline"),
+    pytest.param([tp(TP01), ts("foo=a\x7fb")], Continue(1), id="spec-value-del"),
+    pytest.param([tp(TP01), ts("foo=caf\u00e9")], Continue(1), id="spec-value-non-ascii"),
+    pytest.param([tp(TP01), ts("foo= ")], Continue(1), id="spec-value-only-space"),
+    pytest.param([tp(TP01), ts("foo=  x")], Continue(1, "foo=  x"), id="spec-leading-spaces-kept"),
+    pytest.param([tp(TP01), ts("foo=x  ")], Continue(1, "foo=x"), id="spec-trailing-spaces-ows"),
+    pytest.param(
+        [tp(TP01), ts(",".join(_members(16, 31)))],
+        Continue(1, ",".join(_members(16, 31))),
+        id="spec-propagate-511",
+    ),
+    pytest.param(
+        [tp(TP01), ts(",".join([*_members(15, 31), "x=" + "y" * 30]))],
+        Continue(1, ",".join([*_members(15, 31), "x=" + "y" * 30])),
+        id="spec-propagate-512",
+    ),
+    pytest.param(
+        [tp(TP01), ts(",".join([*_members(2, 31), M200, *_members(12, 31, "j")]))],
+        Continue(1, ",".join([*_members(2, 31), *_members(12, 31, "j")])),
+        id="spec-truncate-long-entry-first",
+    ),
+    pytest.param(
+        [tp(TP01), ts(",".join(_members(20, 31)))],
+        Continue(1, ",".join(_members(16, 31))),
+        id="spec-truncate-from-the-end",
+    ),
+    pytest.param(
+        [tp(TP01), ts("rojo=00f067aa0ba902b7,congo=t61rcWkgMzE")],
+        Continue(1, "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"),
+        id="spec-order-preserved",
+    ),
+    # B3 fallback (cf's, not W3C): read, then sent as W3C; a tracestate is not joined to it
+    pytest.param(
+        [("b3", f"{B3_TID}-{B3_SID}-1"), ts("foo=1")],
+        Continue(1, None, B3_TID),
+        id="b3-continued-without-tracestate",
+    ),
+]
+
+
+def downstream(headers: list[tuple[str, str]]) -> tuple[TraceInfo | None, dict[str, str]]:
+    """What a propagating service parses, and the headers of its outgoing call."""
+    info = TraceInfo.from_headers(headers)
+    return info, (info or TraceInfo.create_new()).child().to_headers()
+
+
+@pytest.mark.parametrize(("headers", "expected"), W3C_CASES)
+def test_w3c(headers: list[tuple[str, str]], expected: Continue | Restart) -> None:
+    info, sent = downstream(headers)
+    assert set(sent) <= {"traceparent", "tracestate"}  # lowercase names, one field each
+    match = V00.fullmatch(sent["traceparent"])  # always version 00, lowercase hex
+    assert match is not None
+    trace_id, parent_id, flags = match[1], match[2], int(match[3], 16)
+    assert trace_id != "0" * 32 and parent_id != "0" * 16
+    incoming_parents = {p for k, v in headers if k.lower() == "traceparent" for p in v.split("-")}
+    if isinstance(expected, Restart):
+        assert info is None
+        assert trace_id not in expected.not_ids
+        assert "tracestate" not in sent  # tracestate is cleaned up on restart
+        assert flags == 3  # a new random trace id, sampled
+        return
+    assert info is not None
+    assert (info.trace_id, info.flags, info.tracestate) == (
+        expected.trace_id,
+        expected.flags,
+        expected.tracestate,
+    )
+    assert trace_id == expected.trace_id  # MUST send the trace on
+    assert parent_id not in incoming_parents  # the only mutation: a new parent id...
+    assert flags == expected.flags  # ...and flags with undefined bits zeroed
+    assert sent.get("tracestate") == expected.tracestate
+    if expected.tracestate is not None:
+        parsed = TraceInfo(trace_id, parent_id, bool(flags & 1), expected.tracestate, flags)
+        assert TraceInfo.from_headers(sent) == parsed  # the next hop reads the same
+
+
+def test_w3c_harness_multiple_requests() -> None:
+    """harness AdvancedTest: each outgoing call has its own parent id, the trace is kept."""
+    for incoming, keeps in [
+        ([tp(TP01)], True),
+        ([], False),
+        ([tp(f"00-{'0' * 32}-{HP}-01")], False),
+    ]:
+        info = TraceInfo.from_headers(incoming) or TraceInfo.create_new()
+        sent = [V00.fullmatch(info.child().to_headers()["traceparent"]) for _ in range(3)]
+        assert all(m is not None for m in sent)
+        trace_ids = {m[1] for m in sent if m is not None}
+        assert len(trace_ids) == 1 and (HT in trace_ids) is keeps
+        assert "0" * 32 not in trace_ids
+        assert len({m[2] for m in sent if m is not None}) == 3
+
+
+def test_w3c_unchanged_traceparent_keeps_tracestate() -> None:
+    """spec: if the traceparent is not changed, the tracestate MUST NOT be modified."""
+    headers = {"traceparent": TP01, "tracestate": "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE,a=  b"}
+    info = TraceInfo.from_headers(headers)
+    assert info is not None and info.to_headers() == headers
+
+
+def test_w3c_new_trace() -> None:
+    """spec: a request without traceparent SHOULD get one generated for outbound calls; the
+    trace id SHOULD be random (at least its right-most 7 bytes) and then the random flag
+    SHOULD be set."""
+    sent = TraceInfo.create_new().to_headers()
+    assert list(sent) == ["traceparent"]
+    match = V00.fullmatch(sent["traceparent"])
+    assert match is not None and match[3] == "03"
+    tails = {TraceInfo.create_new().trace_id[-14:] for _ in range(1000)}
+    assert len(tails) == 1000  # 56 random bits: a collision among 1000 is ~1e-11
 
 
 # --- B3 --------------------------------------------------------------------------------------
@@ -490,7 +871,27 @@ def test_httpx_headers_two_traceparent_fields() -> None:
 
 def test_bytes_values_decoded_as_latin1() -> None:
     info = TraceInfo.from_headers([(b"traceparent", TP.encode()), (b"tracestate", b"a=\xe9,b=2")])
-    assert info is not None and info.tracestate == "b=2"
+    assert info is not None and info.tracestate is None  # "\xe9" is not printable ASCII
+    info = TraceInfo.from_headers([(b"traceparent", TP.encode()), (b"tracestate", b"a=~,b=2")])
+    assert info is not None and info.tracestate == "a=~,b=2"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param(None, id="none"),
+        pytest.param(42, id="int"),
+        pytest.param(object(), id="object"),
+        pytest.param("a=1" * 3000, id="str-over-cap"),
+        pytest.param(b"a=1" * 3000, id="bytes-over-cap"),
+    ],
+)
+def test_unusable_tracestate_value_drops_tracestate(value: object) -> None:
+    info = TraceInfo.from_headers(
+        [("traceparent", TP), ("tracestate", "a=1"), ("tracestate", value)]
+    )
+    assert info is not None and info.trace_id == TID
+    assert info.tracestate is None
 
 
 class Exploding:
@@ -612,7 +1013,6 @@ def test_construct_flags(sampled: bool, flags: int, expected: int) -> None:
         pytest.param({"tracestate": "A=1"}, id="tracestate-bad-key"),
         pytest.param({"tracestate": "a=1,b"}, id="tracestate-bad-member"),
         pytest.param({"tracestate": "a=1\r\nx-evil: 1"}, id="tracestate-header-injection"),
-        pytest.param({"tracestate": "a=1,a=2"}, id="tracestate-duplicate"),
         pytest.param({"tracestate": ",".join(_members(33))}, id="tracestate-33-members"),
         pytest.param({"tracestate": ",".join(_members(16, 32))}, id="tracestate-over-512"),
         pytest.param({"tracestate": b"a=1"}, id="tracestate-bytes"),
@@ -631,6 +1031,7 @@ def test_construct_invalid_raises(kwargs: dict[str, Any]) -> None:
         pytest.param(" , ", None, id="blank-is-none"),
         pytest.param("a=1", "a=1", id="plain"),
         pytest.param(" a=1 ,, b=2\t", "a=1,b=2", id="canonical"),
+        pytest.param("a=1,a=2", "a=1,a=2", id="duplicates-kept-as-the-parser-does"),
         pytest.param(",".join(_members(32, 15)), ",".join(_members(32, 15)), id="32-members-511"),
     ],
 )
@@ -680,91 +1081,11 @@ def test_create_new() -> None:
     seen = set()
     for _ in range(200):
         info = TraceInfo.create_new()
-        assert info == TraceInfo(info.trace_id, info.span_id)  # passes validation, sampled
-        assert (info.sampled, info.flags, info.tracestate) == (True, 1, None)
+        assert info == TraceInfo(info.trace_id, info.span_id, flags=3)  # passes validation
+        assert (info.sampled, info.flags, info.tracestate) == (True, 3, None)  # random flag
         assert info.trace_id != "0" * 32 and info.span_id != "0" * 16
         seen.add(info.trace_id)
     assert len(seen) == 200
-
-
-# --- properties ------------------------------------------------------------------------------
-
-NAMES = st.sampled_from(
-    [
-        "traceparent",
-        "Traceparent",
-        "tracestate",
-        "b3",
-        "X-B3-TraceId",
-        "x-b3-spanid",
-        "X-B3-Sampled",
-        "X-B3-Flags",
-        "HTTP_TRACEPARENT",
-        "HTTP_X_B3_TRACEID",
-    ]
-)
-# Text built from the characters the parsers care about, so generated values get deep.
-ALPHABET = "0123456789abcdefABCDEF-=,@ \t_xd"
-VALUES = st.one_of(
-    st.text(),
-    st.text(alphabet=ALPHABET, max_size=80),
-    st.binary(max_size=80),
-    st.sampled_from([TP, f"{B3_TID}-{B3_SID}-1", "a=1,b=2", B3_TID, B3_SID, "1", "true"]),
-    st.none(),
-    st.integers(),
-    st.lists(st.text(alphabet=ALPHABET, max_size=60), max_size=3),
-)
-ANY_NAME = st.one_of(NAMES, st.text(max_size=20), st.binary(max_size=20), st.integers())
-ANY_HEADERS = st.one_of(
-    st.none(),
-    st.text(),
-    st.binary(),
-    st.integers(),
-    st.lists(st.tuples(ANY_NAME, VALUES), max_size=8),
-    st.lists(st.one_of(st.tuples(ANY_NAME), st.tuples(ANY_NAME, VALUES, VALUES)), max_size=3),
-    st.dictionaries(ANY_NAME, VALUES, max_size=8),
-    st.lists(st.tuples(NAMES.map(str.encode), st.binary(max_size=80)), max_size=8),
-    st.lists(st.tuples(NAMES, st.text(alphabet=ALPHABET, max_size=80)), max_size=8).map(
-        httpx.Headers
-    ),
-)
-
-
-@fast
-@given(ANY_HEADERS)
-def test_from_headers_never_raises(headers: Any) -> None:
-    info = TraceInfo.from_headers(headers)
-    if info is not None:  # whatever it accepts is a valid value
-        assert TraceInfo.from_headers(info.to_headers()) == info
-
-
-HEX = "0123456789abcdef"
-KEYS = st.from_regex(r"[a-z0-9][a-z0-9_\-*/@]{0,20}", fullmatch=True)
-MEMBER_VALUES = st.from_regex(
-    r"[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,20}[\x21-\x2b\x2d-\x3c\x3e-\x7e]", fullmatch=True
-)
-TRACESTATES = st.lists(st.tuples(KEYS, MEMBER_VALUES), max_size=10, unique_by=lambda m: m[0]).map(
-    lambda members: ",".join(f"{k}={v}" for k, v in members) or None
-)
-TRACE_INFOS = st.builds(
-    TraceInfo,
-    trace_id=st.text(alphabet=HEX, min_size=32, max_size=32).filter(lambda s: s != "0" * 32),
-    span_id=st.text(alphabet=HEX, min_size=16, max_size=16).filter(lambda s: s != "0" * 16),
-    sampled=st.booleans(),
-    tracestate=TRACESTATES,
-    flags=st.integers(0, 255),
-)
-
-
-@fast
-@given(TRACE_INFOS)
-def test_round_trip(info: TraceInfo) -> None:
-    headers = info.to_headers()
-    assert TraceInfo.from_headers(headers) == info
-    assert TraceInfo.from_headers(httpx.Headers(headers)) == info
-    child = info.child()
-    assert child.trace_id == info.trace_id and child.span_id != info.span_id
-    assert TraceInfo.from_headers(child.to_headers()) == child
 
 
 # --- OpenTelemetry ---------------------------------------------------------------------------
@@ -807,3 +1128,9 @@ def test_otel_headers_never_raises(tracer: Any, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(propagate, "inject", boom)
     with tracer.start_as_current_span("outgoing"):
         assert otel_headers() == {}
+
+
+def test_every_field_is_documented() -> None:
+    """help(TraceInfo) names every field (the API reference is built from docstrings)."""
+    for f in dataclasses.fields(TraceInfo):
+        assert f"        {f.name}: " in (TraceInfo.__doc__ or ""), f.name
