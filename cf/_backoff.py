@@ -485,6 +485,7 @@ class Stop(enum.Enum):
     RETRY_AFTER_TOO_LONG = "Retry-After asks for longer than max_retry_after"
     DEADLINE = "deadline reached"
     BUDGET = "retry budget exhausted"
+    CIRCUIT_OPEN = "the origin's circuit is open"
 
 
 @dataclass(frozen=True, slots=True)

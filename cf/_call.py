@@ -189,9 +189,15 @@ class Call:
         }
 
     def decide(
-        self, failure: Failure, status: int | None = None, retry_after: str | None = None
+        self,
+        failure: Failure,
+        status: int | None = None,
+        retry_after: str | None = None,
+        *,
+        healthy: bool = True,
     ) -> RetryDecision:
-        """Retry the attempt that just failed, or stop: the policy, then the budget."""
+        """Retry the attempt that just failed, or stop: the policy, the origin's health
+        (no retry into an open circuit), then the budget."""
         decision = decide(
             self.policy,
             attempt=sum(self.retried.values()) + 1,
@@ -203,9 +209,12 @@ class Call:
             retry_after=retry_after,
             remaining=self.remaining(),
             random=self.random,
+            retried=self.retried,
         )
         if decision.retry and self.final:
             decision = RetryDecision(stop=Stop.ATTEMPTS_EXHAUSTED)
+        elif decision.retry and not healthy:
+            decision = RetryDecision(stop=Stop.CIRCUIT_OPEN)
         elif decision.retry and self.budget is not None and not self.budget.withdraw():
             decision = RetryDecision(stop=Stop.BUDGET)
         if decision.retry:

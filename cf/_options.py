@@ -396,11 +396,7 @@ def make_policy(base: RetryPolicy | None, given: Mapping[str, Any]) -> RetryPoli
     elif not isinstance(policy, RetryPolicy):
         raise TypeError(f"retry_policy must be a RetryPolicy, not {type(policy).__name__}")
     changes = {k: given[k] for k in RETRY_OPTIONS if given.get(k, UNSET) is not UNSET}
-    if not changes:
-        return policy
-    if "raise_on_failure_status" in changes and not hasattr(policy, "raise_on_failure_status"):
-        changes.pop("raise_on_failure_status")  # pragma: no cover - older RetryPolicy
-    return policy.replace(**changes)
+    return policy.replace(**changes) if changes else policy
 
 
 def check_timeout(timeout: Any) -> httpx.Timeout:
@@ -467,6 +463,13 @@ def _positive(name: str, value: Any) -> float:
     if math.isnan(value) or value <= 0:
         raise ValueError(f"{name} must be > 0 seconds, got {value!r}")
     return float(value)
+
+
+def check_hedge(hedge: Any) -> Any:
+    """`hedge=`: a `Hedge` or None."""
+    from cf._hedge import coerce_hedge
+
+    return coerce_hedge(hedge)
 
 
 def check_bool(name: str, value: Any) -> bool:

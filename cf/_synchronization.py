@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
 
 # asyncio is imported where it is used: the sync client never needs it, and
 # `import cf.infrastructure.http_aio` stays quick (see benchmarks/README.md).
@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AsyncDeadline",
+    "async_race",
+    "race",
     "AsyncEvent",
     "AsyncLock",
     "AsyncSingleFlight",
@@ -42,6 +44,102 @@ async def async_sleep(seconds: float) -> None:
 
 def sleep(seconds: float) -> None:
     time.sleep(seconds)
+
+
+R = TypeVar("R")
+
+
+async def async_race(
+    first: Callable[[], Awaitable[R]],
+    *,
+    next_delay: Callable[[int], float | None],
+    extra: Callable[[int], Callable[[], Awaitable[R]] | None],
+    good: Callable[[R], bool],
+    discard: Callable[[R], Awaitable[None]],
+    clock: Callable[[], float],
+) -> R:
+    """Hedged attempts: `first()`, then an extra attempt each time the latest one has not
+    answered within `next_delay(extras_so_far)` seconds (None: no more extras).
+
+    `extra(n)` gives the starter of extra number n+1, or None when it may not start
+    (then no further extra is tried). The first result `good()` accepts wins and the
+    other attempts are cancelled; answers that lose are handed to `discard()`. When no
+    attempt is good, the earliest-started one's outcome is returned (or raised) once
+    every attempt has ended, the others discarded.
+    """
+    import asyncio
+
+    task: asyncio.Future[R] = asyncio.ensure_future(first())
+    order: dict[asyncio.Future[R], int] = {task: 0}
+    pending = set(order)
+    outcomes: dict[int, asyncio.Future[R]] = {}
+    launched = 0
+    latest = clock()
+    more = True
+    winner: asyncio.Future[R] | None = None
+    try:
+        while pending and winner is None:
+            timeout = None
+            if more:
+                delay = next_delay(launched)
+                if delay is None:
+                    more = False
+                else:
+                    timeout = max(0.0, latest + delay - clock())
+            done, pending = await asyncio.wait(
+                pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            if not done:
+                starter = extra(launched)
+                if starter is None:
+                    more = False
+                    continue
+                launched += 1
+                task = asyncio.ensure_future(starter())
+                order[task] = launched
+                pending.add(task)
+                latest = clock()
+                continue
+            for task in sorted(done, key=order.__getitem__):
+                if winner is None and task.exception() is None and good(task.result()):
+                    winner = task
+                else:
+                    outcomes[order[task]] = task
+            if winner is None and not pending:
+                break
+    finally:
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+            for task in pending:
+                if not task.cancelled() and task.exception() is None:
+                    outcomes[order[task]] = task
+    if winner is not None:
+        for task in outcomes.values():
+            if task.exception() is None:
+                await discard(task.result())
+        return winner.result()
+    earliest = min(outcomes)
+    for index, task in outcomes.items():
+        if index != earliest and task.exception() is None:
+            await discard(task.result())
+    return outcomes[earliest].result()
+
+
+def race(*args: Any, **kwargs: Any) -> NoReturn:
+    """The sync client sends one attempt at a time: no hedging (refused at creation)."""
+    raise TypeError("hedge= needs the async client: the sync client sends one attempt at a time")
+
+
+def async_can_hedge() -> bool:
+    """Whether this mode's transport can run hedged attempts (async: on tasks)."""
+    return True
+
+
+def can_hedge() -> bool:
+    """The sync twin of `async_can_hedge`: no."""
+    return False
 
 
 class AsyncLock:

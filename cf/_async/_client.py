@@ -24,7 +24,9 @@ from cf import _synchronization
 from cf._async._pool import HTTPAioPool
 from cf._async._transport import DEFAULT_ENGINE, AsyncRetryTransport, _Settings
 from cf._backoff import RetryBudget, RetryPolicy
+from cf._breaker import coerce_circuit_breaker
 from cf._call import CALL, Call, error_for
+from cf._hedge import Hedge
 from cf._options import (
     CREATION_OPTIONS,
     DEFAULT_LIMITS,
@@ -40,6 +42,7 @@ from cf._options import (
     check_deadline,
     check_engine,
     check_headers,
+    check_hedge,
     check_method,
     check_on_retry,
     check_timeout,
@@ -110,6 +113,9 @@ class HTTPAio:
             clock=clock,
             random=_given(check_callable("random", get("random")), _random.random),
             engines=EngineCache(async_engine),
+            circuit_breaker=coerce_circuit_breaker(get("circuit_breaker")),
+            on_circuit_change=check_callable("on_circuit_change", get("on_circuit_change")),
+            hedge=_check_hedge(get("hedge")),
         )
         self._timeout = check_timeout(get("timeout", DEFAULT_TIMEOUT))
         httpx_options: dict[str, Any] = {k: options[k] for k in _HTTPX_OPTIONS if k in options}  # type: ignore[literal-required]
@@ -250,6 +256,7 @@ class HTTPAio:
             settings.on_retry,
         )
         timeout = self._timeout
+        hedge = settings.hedge
         transport = None
         connection: dict[str, Any] | None = None
         send: dict[str, Any] = {}
@@ -265,6 +272,8 @@ class HTTPAio:
                 deadline = check_deadline(options["deadline"])
             trace = check_trace(get("trace", trace))
             on_retry = check_on_retry(get("on_retry", on_retry))
+            if "hedge" in options:
+                hedge = _check_hedge(options["hedge"])
             if "auth" in options:
                 send["auth"] = options["auth"]
             if "follow_redirects" in options:
@@ -289,6 +298,7 @@ class HTTPAio:
             deadline=deadline,
             trace=trace,
             on_retry=on_retry,
+            hedge=hedge,
             transport=transport,
             connection=connection,
             preload=preload,
@@ -345,7 +355,7 @@ class HTTPAio:
                 raise error_for(call.deadline_exceeded(request), call, request) from None
             raise
         try:
-            if response.status_code in call.policy.failure_statuses and _raises(call.policy):
+            if call.policy.raises_for_status(response.status_code):
                 await response.aread()
                 raise call.status_error(response)
             if not stream:
@@ -413,13 +423,19 @@ class HTTPAio:
         return f"<{type(self).__name__} closed={self.is_closed}>"
 
 
+def _check_hedge(hedge: Any) -> Hedge | None:
+    """`hedge=`: a `Hedge` or None; the sync client refuses it before anything is sent."""
+    checked: Hedge | None = check_hedge(hedge)
+    if checked is not None and not _synchronization.async_can_hedge():
+        raise TypeError(
+            "hedge= needs the async client HTTPAio: the sync client sends one attempt at a time"
+        )
+    return checked
+
+
 def _given(value: Any, default: Any) -> Any:
     """`value` unless it is None (an injected sleep may be a falsy object)."""
     return default if value is None else value
-
-
-def _raises(policy: RetryPolicy) -> bool:
-    return getattr(policy, "raise_on_failure_status", True) is not False
 
 
 def _replayable(options: Mapping[str, Any]) -> bool | None:

@@ -24,12 +24,18 @@ from typing import Any
 import httpx
 
 from cf import _synchronization
-from cf._backoff import Failure, RetryBudget, RetryEvent, RetryPolicy
+from cf._backoff import Failure, RetryBudget, RetryEvent, RetryPolicy, Stop
+from cf._breaker import CircuitBreaker, Circuits, Permit, Refused, coerce_circuit_breaker
+from cf._breaker import origin_of as _circuit_origin
 from cf._call import CALL, Call, classify
+from cf._exceptions import CircuitOpen
+from cf._hedge import Hedge, Latencies, may_hedge, next_hedge_delay
 from cf._options import (
     UNSET,
     check_budget,
+    check_callable,
     check_deadline,
+    check_hedge,
     check_on_retry,
     check_trace,
     make_policy,
@@ -59,9 +65,12 @@ class _Settings:
 
     __slots__ = (
         "budget",
+        "circuits",
         "clock",
         "deadline",
         "engines",
+        "hedge",
+        "latencies",
         "on_retry",
         "policy",
         "random",
@@ -81,6 +90,9 @@ class _Settings:
         clock: Callable[[], float],
         random: Callable[[], float],
         engines: EngineCache[httpx.AsyncBaseTransport] | None = None,
+        circuit_breaker: CircuitBreaker | None = None,
+        on_circuit_change: Callable[[str, str, str], object] | None = None,
+        hedge: Hedge | None = None,
     ) -> None:
         self.policy = policy
         self.deadline = deadline
@@ -90,9 +102,19 @@ class _Settings:
         self.sleep = sleep
         self.clock = clock
         self.random = random
+        self.hedge = hedge
         # Per-call engines (calls overriding verify/cert/http2/proxy), shared by the
         # client's transports.
         self.engines = engines if engines is not None else EngineCache(async_engine)
+        # One circuit per origin, shared by the client's transports (and its pool).
+        self.circuits = (
+            None
+            if circuit_breaker is None
+            else Circuits(
+                circuit_breaker, clock=clock, on_change=_circuit_reporter(on_circuit_change)
+            )
+        )
+        self.latencies = Latencies()
 
     def new_call(self) -> Call:
         """The state of a call that reached the transport without one (a plain httpx client)."""
@@ -104,7 +126,27 @@ class _Settings:
             deadline=self.deadline,
             trace=self.trace,
             on_retry=self.on_retry,
+            hedge=self.hedge,
         )
+
+
+def _circuit_reporter(
+    on_change: Callable[[str, str, str], object] | None,
+) -> Callable[[str, str, str], None]:
+    """Each state change: a WARNING, then the user's `on_circuit_change`."""
+
+    def report(origin: str, old: str, new: str) -> None:
+        logger.warning(
+            "circuit for %s: %s -> %s",
+            origin,
+            old,
+            new,
+            extra={"origin": origin, "old_state": old, "new_state": new},
+        )
+        if on_change is not None:
+            on_change(origin, old, new)
+
+    return report
 
 
 class AsyncRetryTransport(httpx.AsyncBaseTransport):
@@ -121,7 +163,9 @@ class AsyncRetryTransport(httpx.AsyncBaseTransport):
 
     `transport`: the engine (default: cf's async default engine). The keyword
     options are those of `RetryPolicy` plus `deadline`, `retry_budget`,
-    `trace`, `on_retry`, and `sleep`, `clock`, `random` for tests.
+    `trace`, `on_retry`, `circuit_breaker`, `on_circuit_change`, `hedge`, and
+    `sleep`, `clock`, `random` for tests. An open circuit raises
+    `cf.CircuitOpen` (an `httpx.ConnectError`: nothing was sent).
     """
 
     def __init__(
@@ -133,6 +177,9 @@ class AsyncRetryTransport(httpx.AsyncBaseTransport):
         retry_budget: RetryBudget | None = UNSET,
         trace: TraceInfo | None = None,
         on_retry: Callable[[RetryEvent], object] | None = None,
+        circuit_breaker: CircuitBreaker | bool | None = None,
+        on_circuit_change: Callable[[str, str, str], object] | None = None,
+        hedge: Hedge | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
         clock: Callable[[], float] | None = None,
         random: Callable[[], float] | None = None,
@@ -152,6 +199,9 @@ class AsyncRetryTransport(httpx.AsyncBaseTransport):
             sleep=_synchronization.async_sleep if sleep is None else sleep,
             clock=clock,
             random=_random.random if random is None else random,
+            circuit_breaker=coerce_circuit_breaker(circuit_breaker),
+            on_circuit_change=check_callable("on_circuit_change", on_circuit_change),
+            hedge=check_hedge(hedge),
         )
         connection = None
         if transport is None:
@@ -233,39 +283,168 @@ class AsyncRetryTransport(httpx.AsyncBaseTransport):
     async def _attempts(
         self, engine: httpx.AsyncBaseTransport, request: httpx.Request, call: Call
     ) -> httpx.Response:
-        failure_statuses = call.policy.failure_statuses
+        settings = self._settings
+        circuits = settings.circuits
+        policy = call.policy
+        origin = _origin(request.url)
+        hedge = call.hedge
+        if hedge is not None and not may_hedge(
+            request.method,
+            replayable=call.replayable is not False and _replayable(request),
+            idempotency_key="idempotency-key" in request.headers,
+            idempotent_methods=policy.idempotent_methods,
+        ):
+            hedge = None
         while True:
             remaining = call.remaining()
             if remaining is not None and remaining <= 0:
                 raise call.deadline_exceeded(request)
+            permit = self._permit(circuits, origin, request, call)
             call.begin_attempt(request)
-            debug = logger.isEnabledFor(logging.DEBUG)
-            if debug:
-                call.log_attempt(logger)
             try:
-                response = await self._send(engine, request, call)
+                if hedge is None:
+                    response = await self._one(engine, request, call, origin, permit)
+                else:
+                    response = await self._hedged(engine, request, call, origin, permit, hedge)
             except httpx.TransportError as exc:
-                if debug:
-                    call.log_attempt(logger, exc=exc)
                 failure = classify(exc)
                 if failure is None:
                     call.stop = None
                     raise
-                decision = call.decide(failure)
+                healthy = circuits is None or circuits.allows_retry(origin)
+                decision = call.decide(failure, healthy=healthy)
                 if not decision.retry:
                     raise
                 await self._before_retry(call, decision.delay, None, exc)
                 continue
-            if debug:
-                call.log_attempt(logger, response)
             status = response.status_code
-            if status not in failure_statuses or status in call.passthrough:
+            retry_after = response.headers.get("retry-after")
+            if status in call.passthrough or not policy.is_failure_status(status, retry_after):
                 return response
-            decision = call.decide(Failure.STATUS, status, response.headers.get("retry-after"))
+            healthy = circuits is None or circuits.allows_retry(origin)
+            decision = call.decide(Failure.STATUS, status, retry_after, healthy=healthy)
             if not decision.retry:
                 return response
             await response.aclose()
             await self._before_retry(call, decision.delay, status, None)
+
+    @staticmethod
+    def _permit(
+        circuits: Circuits | None, origin: str, request: httpx.Request, call: Call
+    ) -> Permit | None:
+        """The circuit's permit for the next attempt; an open circuit refuses at once."""
+        if circuits is None:
+            return None
+        verdict = circuits.acquire(origin)
+        if isinstance(verdict, Refused):
+            call.stop = Stop.CIRCUIT_OPEN
+            message = f"circuit open for {origin}; next probe in {verdict.retry_after:.3g}s"
+            raise CircuitOpen(
+                message, origin=origin, retry_after=verdict.retry_after, request=request
+            )
+        return verdict
+
+    async def _one(
+        self,
+        engine: httpx.AsyncBaseTransport,
+        request: httpx.Request,
+        call: Call,
+        origin: str,
+        permit: Permit | None,
+    ) -> httpx.Response:
+        """One attempt, logged, its outcome told to the circuit and its latency kept."""
+        settings = self._settings
+        circuits = settings.circuits
+        debug = logger.isEnabledFor(logging.DEBUG)
+        if debug:
+            call.log_attempt(logger)
+        started = settings.clock()
+        try:
+            response = await self._send(engine, request, call)
+        except httpx.TransportError as exc:
+            if debug:
+                call.log_attempt(logger, exc=exc)
+            if permit is not None and circuits is not None:
+                if isinstance(exc, httpx.PoolTimeout):
+                    circuits.release(permit)  # our own congestion, not the origin's health
+                else:
+                    circuits.record(permit, False)
+            raise
+        except BaseException:
+            if permit is not None and circuits is not None:
+                circuits.release(permit)  # cancelled (a losing hedge): no verdict
+            raise
+        if debug:
+            call.log_attempt(logger, response)
+        status = response.status_code
+        good = status in call.passthrough or not call.policy.is_failure_status(
+            status, response.headers.get("retry-after")
+        )
+        if permit is not None and circuits is not None:
+            circuits.record(permit, good)
+        if good:
+            settings.latencies.add(origin, settings.clock() - started)
+        return response
+
+    async def _hedged(
+        self,
+        engine: httpx.AsyncBaseTransport,
+        request: httpx.Request,
+        call: Call,
+        origin: str,
+        permit: Permit | None,
+        hedge: Hedge,
+    ) -> httpx.Response:
+        """The attempt and its hedges: an extra attempt each time the latest has not
+        answered within the hedge's delay; the first good answer wins, the others are
+        cancelled (their connections closed) or, answered, closed."""
+        settings = self._settings
+        circuits = settings.circuits
+
+        def next_delay(launched: int) -> float | None:
+            return next_hedge_delay(
+                hedge,
+                launched=launched,
+                p95=lambda: settings.latencies.p95(origin),
+                remaining=call.remaining(),
+            )
+
+        def extra(launched: int) -> Callable[[], Awaitable[httpx.Response]] | None:
+            if circuits is not None and not circuits.allows_retry(origin):
+                return None
+            if call.budget is not None and not call.budget.withdraw():
+                return None
+            try:
+                hedge_permit = self._permit(circuits, origin, request, call)
+            except CircuitOpen:
+                return None
+            copy = httpx.Request(
+                request.method,
+                request.url,
+                headers=request.headers.copy(),
+                stream=request.stream,
+                extensions=request.extensions,
+            )
+            call.begin_attempt(copy)
+            return lambda: self._one(engine, copy, call, origin, hedge_permit)
+
+        def good(response: httpx.Response) -> bool:
+            status = response.status_code
+            return status in call.passthrough or not call.policy.is_failure_status(
+                status, response.headers.get("retry-after")
+            )
+
+        async def discard(response: httpx.Response) -> None:
+            await response.aclose()
+
+        return await _synchronization.async_race(
+            lambda: self._one(engine, request, call, origin, permit),
+            next_delay=next_delay,
+            extra=extra,
+            good=good,
+            discard=discard,
+            clock=settings.clock,
+        )
 
     async def _send(
         self, engine: httpx.AsyncBaseTransport, request: httpx.Request, call: Call
@@ -306,3 +485,12 @@ class AsyncRetryTransport(httpx.AsyncBaseTransport):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} engine={type(self._engine).__name__}>"
+
+
+def _origin(url: httpx.URL) -> str:
+    """`scheme://host:port` of a URL, the key of its circuit and latencies."""
+    return _circuit_origin(url.scheme, url.host, url.port)
+
+
+def _replayable(request: httpx.Request) -> bool:
+    return isinstance(request.stream, httpx.ByteStream)

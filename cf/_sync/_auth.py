@@ -57,6 +57,8 @@ def token_policy(policy: RetryPolicy) -> RetryPolicy:
     return policy.replace(
         retry_non_idempotent=True,
         failure_statuses=policy.failure_statuses - _TOKEN_ERROR_STATUSES,
+        raise_on_failure_status=True,
+        retry_after_statuses=frozenset(),
     )
 
 
