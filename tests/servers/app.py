@@ -9,6 +9,8 @@ parameter when present, else its path:
   `status`; later hits answer 200 JSON `{"hits": k}`.
 - `/stall[?seconds=S]`: waits S seconds (default: until the client goes away)
   before the response headers.
+- `/stall-first[?seconds=S]`: the first request of a key stalls like `/stall`; the next answer
+  200 at once (a slow first attempt, for hedging).
 - `/slow-body[?seconds=S]`: headers (with Content-Length) at once, the body after S.
 - `/bytes?n=N[&chunked=1]`: N bytes of b"x", streamed in 64 KiB chunks.
 - `/redirect?to=URL[&status=302]`: a redirect to URL.
@@ -249,6 +251,11 @@ class TestApp:
             await self._fail(path.removeprefix("/fail/"), params, hit, send)
         elif path == "/stall":
             await self._stall(params, receive, send)
+        elif path == "/stall-first":  # the first hit of a key stalls, later ones answer
+            if hit == 1:
+                await self._stall(params, receive, send)
+            else:
+                await send_response(send, 200, json_body({"hit": hit}), [], "application/json")
         elif path == "/slow-body":
             await self._slow_body(params, receive, send)
         elif path == "/bytes":
