@@ -20,7 +20,7 @@ from typing import IO
 
 from cf._cli_errors import EXIT_ERROR
 
-__all__ = ["Download", "Failure", "Progress", "format_size"]
+__all__ = ["Download", "Failure", "Progress", "format_size", "write_all"]
 
 _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
@@ -31,6 +31,17 @@ class Failure(Exception):
     def __init__(self, message: str, code: int = EXIT_ERROR) -> None:
         super().__init__(message)
         self.code = code
+
+
+def write_all(stream: IO[bytes], data: bytes) -> None:
+    """Write every byte of `data`: a buffered write into a pipe whose reader went away
+    returns a short count first and raises `BrokenPipeError` only on the next write."""
+    view = memoryview(data)
+    while view:
+        written = stream.write(view)
+        if not written:
+            raise BrokenPipeError("the reader of stdout went away")
+        view = view[written:]
 
 
 def format_size(n: float) -> str:
@@ -184,7 +195,7 @@ class Download:
 
     def write(self, chunk: bytes) -> None:
         try:
-            self.file.write(chunk)
+            write_all(self.file, chunk)
             if self.path == "-":
                 self.file.flush()
         except BrokenPipeError:

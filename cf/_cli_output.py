@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable
 from typing import IO, TYPE_CHECKING
 
-from cf._cli_download import Download, Progress, format_size
+from cf._cli_download import Download, Progress, format_size, write_all
 from cf._cli_errors import event_reason
 from cf._cli_render import Style, is_json, isatty, pretty_json
 
@@ -163,7 +163,7 @@ class Reporter:
     def head(self, response: httpx.Response) -> None:
         """`-i` (and `head`): the status line and the headers, then an empty line."""
         text = "\n".join(self._head_lines(response, self.out_style, redact=False)) + "\n"
-        self.stdout.write(text.encode("latin-1", "replace"))
+        write_all(self.stdout, text.encode("latin-1", "replace"))
         self.stdout.flush()
 
     def body(self, response: httpx.Response) -> None:
@@ -183,5 +183,5 @@ class Reporter:
                     content = shown.encode("utf-8", "replace")
             if not content.endswith(b"\n"):
                 content += b"\n"
-        self.stdout.write(content)
+        write_all(self.stdout, content)
         self.stdout.flush()

@@ -239,6 +239,29 @@ def test_output_dash_is_stdout(server: AppServer, tmp_path: Path, mode: list[str
     assert list(tmp_path.iterdir()) == []  # no file named "-"
 
 
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    "output", [pytest.param([], id="body"), pytest.param(["-o", "-"], id="o-")]
+)
+def test_reader_going_away_exits_1_quietly(
+    server: AppServer, mode: list[str], output: list[str]
+) -> None:
+    # `cf-http get URL | head -c 10`: a short write, then EPIPE; no traceback, no line.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cf", "get", f"{server.url}/bytes?n=4000000", *output, *mode],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout.read(10) == b"x" * 10
+    time.sleep(0.3)  # let the writer block on a full pipe
+    process.stdout.close()
+    with process.stderr:
+        error = process.stderr.read()
+    assert process.wait(15) == 1 and error == b""
+
+
 def test_color_always_in_a_pipe(server: AppServer) -> None:
     result = cf_http("get", f"{server.url}/echo", "--color=always")
     assert result.returncode == EXIT_OK
