@@ -6,9 +6,11 @@ request with the library's retries, deadline, tracing and OAuth2, writes the
 body to stdout (or to a file with `-o`) and exits with a status that says what
 went wrong; `cf-http demo` runs the embedded walkthrough (`cf/_demo.py`).
 
-The work is split: `_cli_args` checks each argument, `_cli_output` writes the
+The work is split: `_cli_parser` declares the options, `_cli_args` checks each
+argument and `_cli_plan` the whole command line, `_cli_output` writes the
 response and `-v`, `_cli_render` colours and pretty-prints, `_cli_download`
-streams `-o FILE` with its progress bar, `_cli_errors` words the failure line.
+streams `-o FILE` with its progress bar, `_cli_errors` words the failure line;
+this module runs the request and maps what happens to the exit status.
 These modules import only the standard library at import time; the client and
 httpx are imported once the arguments are known to be good, so `--help` and
 usage errors are quick.
@@ -17,44 +19,35 @@ usage errors are quick.
 from __future__ import annotations
 
 import argparse
-import functools
-import json
 import logging
-import math
 import os
 import re
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from types import FrameType
-from typing import IO, TYPE_CHECKING, Any, NoReturn
+from typing import IO, TYPE_CHECKING, Any
 
-from cf._cli_args import (
-    Form,
-    UsageError,
-    check_method,
-    check_output,
-    check_text,
-    check_url,
-    parse_form,
-    parse_header,
-    parse_user,
-    read_body_arg,
-)
+from cf._cli_args import UsageError
 from cf._cli_download import Download, Failure, Progress
 from cf._cli_errors import (
     EXIT_ERROR,
+    EXIT_INTERRUPTED,
     EXIT_OAUTH,
+    EXIT_OK,
     EXIT_STATUS,
     EXIT_TIMEOUT,
     EXIT_TRANSPORT,
+    EXIT_USAGE,
     classify,
     failure_line,
 )
 from cf._cli_output import Reporter
-from cf._cli_render import COLOR_MODES, Style, isatty, use_color
+from cf._cli_parser import METHODS, PROG, SECRET_ENV, build_parser, default_command
+from cf._cli_parser import parser as cli_parser
+from cf._cli_plan import Plan, parse, plan_args, terminal_prompt
+from cf._cli_render import Style, isatty, use_color
 
 if TYPE_CHECKING:
     import httpx
@@ -81,394 +74,10 @@ __all__ = [
     "parse",
 ]
 
-EXIT_OK = 0  # a response arrived and its status is not a failure status
-EXIT_USAGE = 2  # bad arguments; nothing was sent
-EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT); SIGTERM and SIGHUP give 128 + their number
-
-SECRET_ENV = "CF_HTTP_CLIENT_SECRET"
-METHODS = ("get", "post", "put", "patch", "delete", "head")
-PROG = "cf-http"
-
 _STOP_SIGNALS = tuple(
     getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
 )
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_EPILOG = f"""\
-exit status:
-  {EXIT_OK}    a response arrived whose status is not a failure status (even 404)
-  {EXIT_ERROR}    other error (e.g. the -o file could not be written)
-  {EXIT_USAGE}    usage error: bad arguments, nothing was sent
-  {EXIT_STATUS}    failure status after the last attempt (see --failure-statuses);
-       its body is still written to stdout
-  {EXIT_TRANSPORT}    transport error: connect, TLS, reset, protocol error, body cut short
-  {EXIT_TIMEOUT}    timeout: an attempt timed out, or --deadline ran out
-  {EXIT_OAUTH}    OAuth error: the token endpoint failed or refused the client
-  {EXIT_INTERRUPTED}  interrupted by Ctrl-C (SIGTERM: 143, SIGHUP: 129); -o leaves no partial file
-
-`cf-http URL ...` is `cf-http get URL ...` (post when --json, --data or --form is given).
-The OAuth2 client secret is read only from the {SECRET_ENV} environment variable.
-Proxies (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, NO_PROXY) and SSL_CERT_FILE/SSL_CERT_DIR
-are read from the environment.
-"""
-
-
-class _Parser(argparse.ArgumentParser):
-    commands: dict[str, argparse.ArgumentParser]
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message, self)
-
-
-class _RefuseSecret(argparse.Action):
-    """`--oauth-client-secret`: refused without echoing the value (it would land in logs)."""
-
-    def __call__(self, parser: Any, namespace: Any, values: Any, option: str | None = None) -> None:
-        raise UsageError(
-            f"the client secret is not taken on the command line; set {SECRET_ENV}", parser
-        )
-
-
-def build_parser() -> _Parser:
-    """The `cf-http` argument parser."""
-    from cf import __version__
-
-    parser = _Parser(
-        prog=PROG,
-        description="Send one HTTP request with retries, deadlines, tracing and OAuth2.",
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        allow_abbrev=False,
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    common = _Parser(add_help=False, allow_abbrev=False)
-    _add_request_options(common)
-    parser.commands = {}
-    for method in METHODS:
-        parser.commands[method] = commands.add_parser(
-            method,
-            parents=[common],
-            help=f"send a {method.upper()} request",
-            description=f"Send a {method.upper()} request; the body goes to stdout.",
-            epilog=_EPILOG,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-            allow_abbrev=False,
-        )
-    parser.commands["demo"] = commands.add_parser(
-        "demo",
-        help="run the walkthrough against an embedded local server",
-        description="Start a server on 127.0.0.1 and show pools, retries, Retry-After, "
-        "errors, OAuth2 tokens and trace headers, in async and sync mode.",
-        allow_abbrev=False,
-    )
-    return parser
-
-
-@functools.cache
-def _parser() -> _Parser:
-    return build_parser()  # parse_args() leaves a parser as it was: one serves every call
-
-
-def _add_request_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("url", metavar="URL", help="an absolute http:// or https:// URL")
-    p.add_argument(
-        "-X",
-        "--request",
-        dest="method",
-        metavar="METHOD",
-        help="send this method instead of the command's (any token: PURGE, PROPFIND, ...)",
-    )
-    p.add_argument(
-        "-H",
-        "--header",
-        action="append",
-        default=[],
-        metavar="'K: V'",
-        help="add a request header (repeatable); 'K;' sends K with an empty value",
-    )
-    body = p.add_mutually_exclusive_group()
-    body.add_argument(
-        "--json",
-        metavar="JSON",
-        help="send JSON as typed (text, @FILE or @- for stdin); checked, sets Content-Type",
-    )
-    body.add_argument(
-        "--data", metavar="DATA", help="send this body as is (text, @FILE or @- for stdin)"
-    )
-    body.add_argument(
-        "--form",
-        action="append",
-        metavar="K=V",
-        help="send a form field (repeatable, urlencoded); K@FILE uploads FILE (multipart)",
-    )
-    p.add_argument(
-        "-u",
-        "--user",
-        metavar="USER[:PASSWORD]",
-        help="HTTP Basic credentials; without :PASSWORD it is asked for on the terminal",
-    )
-    p.add_argument("-L", "--follow", action="store_true", help="follow redirects")
-    p.add_argument(
-        "-k", "--insecure", action="store_true", help="do not verify the server's TLS certificate"
-    )
-    p.add_argument(
-        "--timeout",
-        type=_seconds("--timeout"),
-        metavar="SECONDS",
-        help="timeout of each attempt (default 5)",
-    )
-    p.add_argument(
-        "--retries", type=_retries, metavar="N", help="further attempts after the first (default 2)"
-    )
-    p.add_argument(
-        "--failure-statuses",
-        type=_statuses,
-        metavar="500,503",
-        help="statuses that count as failures (default 408,429,500,502,503,504; '' for none)",
-    )
-    p.add_argument(
-        "--deadline",
-        type=_seconds("--deadline"),
-        metavar="SECONDS",
-        help="bound on the whole call: every attempt and every wait",
-    )
-    p.add_argument(
-        "--trace",
-        action="store_true",
-        help="start a new trace (W3C traceparent); its id is printed on stderr",
-    )
-    p.add_argument(
-        "--oauth-token-url",
-        metavar="URL",
-        help=f"OAuth2 token endpoint (client credentials; secret from {SECRET_ENV})",
-    )
-    p.add_argument("--oauth-client-id", metavar="ID", help="OAuth2 client id")
-    p.add_argument("--oauth-scope", metavar="SCOPE", help="OAuth2 scope (space-separated)")
-    p.add_argument("--oauth-client-secret", nargs="?", action=_RefuseSecret, help=argparse.SUPPRESS)
-    p.add_argument(
-        "-o",
-        "--output",
-        metavar="FILE",
-        help="stream the body to FILE ('-' for stdout; a progress bar on a terminal)",
-    )
-    p.add_argument(
-        "-i",
-        "--include",
-        action="store_true",
-        help="print the status line and the response headers first",
-    )
-    p.add_argument(
-        "-v",
-        "--verbose",
-        action="store_true",
-        help="on stderr: request and response headers, each retry, delays and timings",
-    )
-    p.add_argument(
-        "--color",
-        nargs="?",
-        const="always",
-        default="auto",
-        choices=COLOR_MODES,
-        help="colour and pretty JSON: auto (on a terminal, unless NO_COLOR), never, always",
-    )
-    p.add_argument("--sync", action="store_true", help="use the sync client (HTTP)")
-
-
-def _seconds(option: str) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-        if not math.isfinite(value) or value <= 0:
-            raise argparse.ArgumentTypeError(f"must be > 0 seconds, got {text!r}")
-        return value
-
-    parse.__name__ = option
-    return parse
-
-
-def _retries(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if not 0 <= value <= 1000:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1000, got {value}")
-    return value
-
-
-def _statuses(text: str) -> frozenset[int]:
-    result = set()
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        if not (part.isascii() and part.isdigit()) or not 100 <= int(part) <= 599:
-            raise argparse.ArgumentTypeError(f"not a status between 100 and 599: {part!r}")
-        result.add(int(part))
-    return frozenset(result)
-
-
-# Planning: every argument checked before anything is sent -------------------------------------
-
-
-@dataclass(slots=True)
-class Plan:
-    """One checked command line: what to send, with which options, and how to show it."""
-
-    command: str
-    method: str
-    url: str
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
-    body: dict[str, Any] = field(default_factory=dict)
-    client_options: dict[str, Any] = field(default_factory=dict)
-    oauth: dict[str, Any] | None = None
-    output: str | None = None
-    include: bool = False
-    verbose: bool = False
-    sync: bool = False
-    trace: bool = False
-    color: str = "auto"
-    user: str | None = None  # -u's user name, for -v
-    secret: str | None = None
-
-
-def _default_command(argv: list[str]) -> list[str]:
-    """`cf-http URL ...` and `cf-http -v URL ...` mean get (post with a body option)."""
-    if not argv or argv[0] in (*METHODS, "demo", "-h", "--help", "--version"):
-        return argv
-    if not (argv[0].startswith("-") or "://" in argv[0]):
-        return argv  # a misspelt command: let argparse name the choices
-    body = ("--json", "--data", "--form")
-    has_body = any(a in body or a.startswith(tuple(f"{b}=" for b in body)) for a in argv)
-    return ["post" if has_body else "get", *argv]
-
-
-def parse(
-    argv: Sequence[str],
-    *,
-    environ: dict[str, str] | None = None,
-    stdin: IO[bytes] | None = None,
-    prompt: Callable[[str], str] | None = None,
-) -> Plan:
-    """Check a request command line (not `demo`) and return its plan; raise `UsageError`.
-
-    Nothing is sent; only `@FILE` arguments are read (and stdin for `@-`). `prompt`
-    asks for the `-u` password (None: there is no terminal to ask on).
-    """
-    args = _parser().parse_args(_default_command(list(argv)))
-    if args.command == "demo":
-        raise UsageError("demo takes no request options")
-    return _plan(args, environ if environ is not None else dict(os.environ), stdin, prompt)
-
-
-def _plan(
-    args: argparse.Namespace,
-    environ: dict[str, str],
-    stdin: IO[bytes] | None,
-    prompt: Callable[[str], str] | None,
-) -> Plan:
-    url = check_url("URL", args.url)
-    method = check_method(args.method) if args.method is not None else args.command.upper()
-    headers = [parse_header(h) for h in args.header]
-    given = {name.lower() for name, _ in headers}
-    body: dict[str, Any] = {}
-    if args.json is not None:
-        raw = read_body_arg("--json", args.json, stdin)
-        try:
-            json.loads(raw)
-        except (ValueError, RecursionError) as exc:
-            reason = "nested too deep" if isinstance(exc, RecursionError) else str(exc)
-            raise UsageError(f"--json: not valid JSON: {reason}") from None
-        body["content"] = raw
-        if "content-type" not in given:
-            headers.append(("Content-Type", b"application/json"))
-        if "accept" not in given:
-            headers.append(("Accept", b"application/json"))
-    elif args.data is not None:
-        body["content"] = read_body_arg("--data", args.data, stdin)
-    elif args.form is not None:
-        form = parse_form(args.form, Form())
-        if form.files:
-            data: dict[str, list[bytes]] = {}
-            for name, value in form.fields:
-                data.setdefault(name, []).append(value)
-            body["data"], body["files"] = data, form.files
-        else:
-            body["content"] = form.urlencoded()
-            if "content-type" not in given:
-                headers.append(("Content-Type", b"application/x-www-form-urlencoded"))
-    options: dict[str, Any] = {"retry_budget": None}  # one call: a budget makes no sense
-    for name in ("timeout", "retries", "failure_statuses", "deadline"):
-        if getattr(args, name) is not None:
-            options[name] = getattr(args, name)
-    if args.follow:
-        options["follow_redirects"] = True
-    if args.insecure:
-        options["verify"] = False
-    oauth = None
-    secret = environ.get(SECRET_ENV) or None
-    if args.oauth_token_url is not None:
-        if not args.oauth_client_id:
-            raise UsageError("--oauth-token-url needs --oauth-client-id")
-        if secret is None:
-            raise UsageError(f"--oauth-token-url needs the client secret in {SECRET_ENV}")
-        if args.user is not None:
-            raise UsageError("-u and --oauth-token-url cannot be used together")
-        oauth = {
-            "authorize_url": check_url("--oauth-token-url", args.oauth_token_url),
-            "client_id": check_text("--oauth-client-id", args.oauth_client_id),
-            "client_secret": secret,
-        }
-        if args.oauth_scope:
-            oauth["scope"] = check_text("--oauth-scope", args.oauth_scope)
-    elif args.oauth_client_id is not None or args.oauth_scope is not None:
-        raise UsageError("--oauth-client-id and --oauth-scope need --oauth-token-url")
-    user_name = None
-    if args.user is not None:
-        user, password = parse_user(args.user)
-        user_name = user.decode("utf-8", "replace")
-        if password is None:
-            password = _ask_password(user_name, prompt)
-        options["auth"] = (user, password)
-    if args.output is not None:
-        check_output(args.output)
-    return Plan(
-        command=args.command,
-        method=method,
-        url=url,
-        headers=headers,
-        body=body,
-        client_options=options,
-        oauth=oauth,
-        output=args.output,
-        include=args.include,
-        verbose=args.verbose,
-        sync=args.sync,
-        trace=args.trace,
-        color=args.color,
-        user=user_name,
-        secret=secret,
-    )
-
-
-def _ask_password(user: str, prompt: Callable[[str], str] | None) -> bytes:
-    if prompt is None:
-        raise UsageError("-u: no password given and no terminal to ask on; use -u USER:PASSWORD")
-    try:
-        password = prompt(f"Enter host password for user {user!r}: ")
-    except EOFError:
-        raise UsageError("-u: no password given") from None
-    if re.search(r"[\x00-\x1f\x7f]", password):
-        raise UsageError("-u: the password holds a control character")
-    try:
-        return os.fsencode(password)
-    except UnicodeError:
-        raise UsageError("-u: the password is not valid text") from None
-
-
-def _terminal_prompt(text: str) -> str:
-    import getpass
-
-    return getpass.getpass(text, stream=sys.stderr)
 
 
 # Running ------------------------------------------------------------------------------------
@@ -484,6 +93,13 @@ class _Stopped(BaseException):
 
 def _raise_stopped(signum: int, frame: FrameType | None) -> None:
     raise _Stopped(signum)
+
+
+def _stop_signals() -> tuple[int, ...]:
+    """SIGTERM and SIGHUP where they exist, when signal handlers may be set (main thread)."""
+    import threading
+
+    return _STOP_SIGNALS if threading.current_thread() is threading.main_thread() else ()
 
 
 def _call_options(plan: Plan, reporter: Reporter) -> dict[str, Any]:
@@ -594,7 +210,8 @@ async def _run_async(plan: Plan, reporter: Reporter) -> None:
         received.append(signum)
         task.cancel()
 
-    for signum in _STOP_SIGNALS:
+    signals = _stop_signals()
+    for signum in signals:
         loop.add_signal_handler(signum, stop, signum)
     try:
         await _send_async(plan, reporter)
@@ -603,7 +220,7 @@ async def _run_async(plan: Plan, reporter: Reporter) -> None:
             raise _Stopped(received[0]) from None
         raise
     finally:
-        for signum in _STOP_SIGNALS:
+        for signum in signals:
             loop.remove_signal_handler(signum)
             signal.signal(signum, _raise_stopped)
 
@@ -673,8 +290,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     stderr = sys.stderr
     environ = dict(os.environ)
     secret = environ.get(SECRET_ENV) or None
-    parser = _parser()
-    argv = _default_command(list(sys.argv[1:] if argv is None else argv))
+    parser = cli_parser()
+    argv = default_command(list(sys.argv[1:] if argv is None else argv))
     try:
         args = parser.parse_args(argv)
     except UsageError as exc:
@@ -686,9 +303,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_demo()
     command = parser.commands[args.command]
-    prompt = _terminal_prompt if isatty(sys.stdin) else None
+    prompt = terminal_prompt if isatty(sys.stdin) else None
     try:
-        plan = _plan(args, environ, None, prompt)
+        plan = plan_args(args, environ, None, prompt)
     except UsageError as exc:
         return _usage(command, exc.args[0], stderr, secret)
     except KeyboardInterrupt:  # at the password prompt
@@ -711,7 +328,7 @@ def _run(plan: Plan, command: argparse.ArgumentParser, stderr: IO[str], secret: 
         pretty=isatty(sys.stdout) or plan.color == "always",
         token_url=_token_url(plan),
     )
-    previous = {signum: signal.signal(signum, _raise_stopped) for signum in _STOP_SIGNALS}
+    previous = {signum: signal.signal(signum, _raise_stopped) for signum in _stop_signals()}
     try:
         if plan.sync:
             _send_sync(plan, reporter)

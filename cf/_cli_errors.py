@@ -18,21 +18,27 @@ from typing import Any
 
 __all__ = [
     "EXIT_ERROR",
+    "EXIT_INTERRUPTED",
     "EXIT_OAUTH",
+    "EXIT_OK",
     "EXIT_STATUS",
     "EXIT_TIMEOUT",
     "EXIT_TRANSPORT",
+    "EXIT_USAGE",
     "classify",
     "describe_cause",
     "event_reason",
     "failure_line",
 ]
 
+EXIT_OK = 0  # a response arrived and its status is not a failure status
 EXIT_ERROR = 1  # anything else, e.g. the -o file cannot be written
+EXIT_USAGE = 2  # bad arguments; nothing was sent
 EXIT_STATUS = 3  # the last attempt's status is a failure status (retries exhausted)
 EXIT_TRANSPORT = 4  # connection refused, reset, protocol error, ... (retries exhausted)
 EXIT_TIMEOUT = 5  # a timeout, or the --deadline ran out
 EXIT_OAUTH = 6  # the token endpoint failed or refused the client
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT); SIGTERM and SIGHUP give 128 + their number
 
 # What each httpx exception means, most specific class first (looked up along the MRO).
 _PHRASES = {
