@@ -1,32 +1,57 @@
 """`cf-http`: the command-line client, built on the library's public API.
 
-`cf-http get URL [options]` (also post, put, patch, delete, head) sends one
+`cf-http get URL [options]` (also post, put, patch, delete, head; `-X` for any
+other method; `cf-http URL` alone means get, or post with a body) sends one
 request with the library's retries, deadline, tracing and OAuth2, writes the
 body to stdout (or to a file with `-o`) and exits with a status that says what
 went wrong; `cf-http demo` runs the embedded walkthrough (`cf/_demo.py`).
 
-This module (and `cf/_cli_output.py`, what the command writes) imports only the
-standard library at import time; the client and httpx are imported once the
-arguments are known to be good, so `--help` and usage errors are quick.
+The work is split: `_cli_parser` declares the options, `_cli_args` checks each
+argument and `_cli_plan` the whole command line, `_cli_output` writes the
+response and `-v`, `_cli_render` colours and pretty-prints, `_cli_download`
+streams `-o FILE` with its progress bar, `_cli_errors` words the failure line;
+this module runs the request and maps what happens to the exit status.
+These modules import only the standard library at import time; the client and
+httpx are imported once the arguments are known to be good, so `--help` and
+usage errors are quick.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import math
 import os
 import re
+import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any, NoReturn
+from collections.abc import Sequence
+from types import FrameType
+from typing import IO, TYPE_CHECKING, Any
 
-from cf._cli_output import EXIT_ERROR, Download, Failure, Reporter
+from cf._cli_args import UsageError
+from cf._cli_download import Download, Failure, Progress
+from cf._cli_errors import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_OAUTH,
+    EXIT_OK,
+    EXIT_STATUS,
+    EXIT_TIMEOUT,
+    EXIT_TRANSPORT,
+    EXIT_USAGE,
+    classify,
+    failure_line,
+)
+from cf._cli_output import Reporter
+from cf._cli_parser import METHODS, PROG, SECRET_ENV, build_parser, default_command
+from cf._cli_parser import parser as cli_parser
+from cf._cli_plan import Plan, parse, plan_args, terminal_prompt
+from cf._cli_render import Style, isatty, use_color
 
 if TYPE_CHECKING:
+    import httpx
+
     from cf.infrastructure.http import HTTP
     from cf.infrastructure.http_aio import HTTPAio
 
@@ -42,316 +67,43 @@ __all__ = [
     "METHODS",
     "PROG",
     "SECRET_ENV",
+    "Plan",
     "UsageError",
     "build_parser",
     "main",
+    "parse",
 ]
 
-EXIT_OK = 0  # a response arrived and its status is not a failure status
-# EXIT_ERROR = 1 (defined in cf._cli_output): anything else, e.g. the -o file cannot be written
-EXIT_USAGE = 2  # bad arguments; nothing was sent
-EXIT_STATUS = 3  # the last attempt's status is a failure status (retries exhausted)
-EXIT_TRANSPORT = 4  # connection refused, reset, protocol error, ... (retries exhausted)
-EXIT_TIMEOUT = 5  # a timeout, or the --deadline ran out
-EXIT_OAUTH = 6  # the token endpoint failed or refused the client
-EXIT_INTERRUPTED = 130  # Ctrl-C
-
-SECRET_ENV = "CF_HTTP_CLIENT_SECRET"
-METHODS = ("get", "post", "put", "patch", "delete", "head")
-PROG = "cf-http"
-
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_EPILOG = f"""\
-exit status:
-  {EXIT_OK}    a response arrived whose status is not a failure status (even 404)
-  {EXIT_ERROR}    other error (e.g. the -o file could not be written)
-  {EXIT_USAGE}    usage error: bad arguments, nothing was sent
-  {EXIT_STATUS}    failure status after the last attempt (see --failure-statuses)
-  {EXIT_TRANSPORT}    transport error: connect, reset, protocol error
-  {EXIT_TIMEOUT}    timeout: an attempt timed out, or --deadline ran out
-  {EXIT_OAUTH}    OAuth error: the token endpoint failed or refused the client
-  {EXIT_INTERRUPTED}  interrupted
-
-The OAuth2 client secret is read only from the {SECRET_ENV} environment variable.
-"""
-
-
-class UsageError(Exception):
-    """Bad arguments: reported with the usage line, exit status 2, nothing sent."""
-
-
-class _Parser(argparse.ArgumentParser):
-    commands: dict[str, argparse.ArgumentParser]
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message, self)
-
-
-class _RefuseSecret(argparse.Action):
-    """`--oauth-client-secret`: refused without echoing the value (it would land in logs)."""
-
-    def __call__(self, parser: Any, namespace: Any, values: Any, option: str | None = None) -> None:
-        raise UsageError(
-            f"the client secret is not taken on the command line; set {SECRET_ENV}", parser
-        )
-
-
-def build_parser() -> _Parser:
-    """The `cf-http` argument parser."""
-    from cf import __version__
-
-    parser = _Parser(
-        prog=PROG,
-        description="Send one HTTP request with retries, deadlines, tracing and OAuth2.",
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        allow_abbrev=False,
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    common = _Parser(add_help=False, allow_abbrev=False)
-    _add_request_options(common)
-    parser.commands = {}
-    for method in METHODS:
-        parser.commands[method] = commands.add_parser(
-            method,
-            parents=[common],
-            help=f"send a {method.upper()} request",
-            description=f"Send a {method.upper()} request; the body goes to stdout.",
-            epilog=_EPILOG,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-            allow_abbrev=False,
-        )
-    parser.commands["demo"] = commands.add_parser(
-        "demo",
-        help="run the walkthrough against an embedded local server",
-        description="Start a server on 127.0.0.1 and show pools, retries, Retry-After, "
-        "errors, OAuth2 tokens and trace headers, in async and sync mode.",
-        allow_abbrev=False,
-    )
-    return parser
-
-
-def _add_request_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("url", metavar="URL", help="an absolute http:// or https:// URL")
-    p.add_argument(
-        "-H",
-        "--header",
-        action="append",
-        default=[],
-        metavar="'K: V'",
-        help="add a request header (repeatable)",
-    )
-    body = p.add_mutually_exclusive_group()
-    body.add_argument(
-        "--json", metavar="JSON", help="send JSON (text, @FILE or @- for stdin); sets Content-Type"
-    )
-    body.add_argument(
-        "--data", metavar="DATA", help="send this body as is (text, @FILE or @- for stdin)"
-    )
-    p.add_argument(
-        "--timeout",
-        type=_seconds("--timeout"),
-        metavar="SECONDS",
-        help="timeout of each attempt (default 5)",
-    )
-    p.add_argument(
-        "--retries", type=_retries, metavar="N", help="further attempts after the first (default 2)"
-    )
-    p.add_argument(
-        "--failure-statuses",
-        type=_statuses,
-        metavar="500,503",
-        help="statuses that count as failures (default 408,429,500,502,503,504; '' for none)",
-    )
-    p.add_argument(
-        "--deadline",
-        type=_seconds("--deadline"),
-        metavar="SECONDS",
-        help="bound on the whole call: every attempt and every wait",
-    )
-    p.add_argument(
-        "--trace",
-        action="store_true",
-        help="start a new trace (W3C traceparent); its id is printed on stderr",
-    )
-    p.add_argument(
-        "--oauth-token-url",
-        metavar="URL",
-        help=f"OAuth2 token endpoint (client credentials; secret from {SECRET_ENV})",
-    )
-    p.add_argument("--oauth-client-id", metavar="ID", help="OAuth2 client id")
-    p.add_argument("--oauth-scope", metavar="SCOPE", help="OAuth2 scope (space-separated)")
-    p.add_argument("--oauth-client-secret", nargs="?", action=_RefuseSecret, help=argparse.SUPPRESS)
-    p.add_argument(
-        "-o",
-        "--output",
-        metavar="FILE",
-        help="stream the body to FILE (progress bar on a terminal)",
-    )
-    p.add_argument(
-        "-i",
-        "--include",
-        action="store_true",
-        help="print the status line and the response headers first",
-    )
-    p.add_argument(
-        "-v",
-        "--verbose",
-        action="store_true",
-        help="show each attempt, retry, delay and timing on stderr",
-    )
-    p.add_argument("--sync", action="store_true", help="use the sync client (HTTP)")
-
-
-def _seconds(option: str) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-        if not math.isfinite(value) or value <= 0:
-            raise argparse.ArgumentTypeError(f"must be > 0 seconds, got {text!r}")
-        return value
-
-    parse.__name__ = option
-    return parse
-
-
-def _retries(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def _statuses(text: str) -> frozenset[int]:
-    result = set()
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        if not part.isdigit() or not 100 <= int(part) <= 599:
-            raise argparse.ArgumentTypeError(f"not a status between 100 and 599: {part!r}")
-        result.add(int(part))
-    return frozenset(result)
-
-
-# Planning: every argument checked before anything is imported or sent ----------------------
-
-
-@dataclass(slots=True)
-class _Plan:
-    method: str
-    url: str
-    headers: list[tuple[str, str]]
-    body: dict[str, Any]
-    client_options: dict[str, Any]
-    oauth: dict[str, Any] | None
-    output: str | None
-    include: bool
-    verbose: bool
-    sync: bool
-    trace: bool
-    secret: str | None = None
-    target: str = ""  # the URL as httpx writes it, to tell attempts from token requests
-
-
-def _plan(args: argparse.Namespace) -> _Plan:
-    import httpx
-
-    url = _check_url("URL", args.url, httpx)
-    headers = [_parse_header(h) for h in args.header]
-    body: dict[str, Any] = {}
-    if args.json is not None:
-        try:
-            body["json"] = json.loads(_read_arg("--json", args.json))
-        except ValueError as exc:
-            raise UsageError(f"--json: not valid JSON: {exc}") from None
-    elif args.data is not None:
-        body["content"] = _read_arg("--data", args.data)
-    options: dict[str, Any] = {"retry_budget": None}  # one call: a budget makes no sense
-    for name in ("timeout", "retries", "failure_statuses", "deadline"):
-        if getattr(args, name) is not None:
-            options[name] = getattr(args, name)
-    oauth = None
-    secret = os.environ.get(SECRET_ENV) or None
-    if args.oauth_token_url is not None:
-        if not args.oauth_client_id:
-            raise UsageError("--oauth-token-url needs --oauth-client-id")
-        if secret is None:
-            raise UsageError(f"--oauth-token-url needs the client secret in {SECRET_ENV}")
-        oauth = {
-            "authorize_url": _check_url("--oauth-token-url", args.oauth_token_url, httpx),
-            "client_id": args.oauth_client_id,
-            "client_secret": secret,
-        }
-        if args.oauth_scope:
-            oauth["scope"] = args.oauth_scope
-    elif args.oauth_client_id is not None or args.oauth_scope is not None:
-        raise UsageError("--oauth-client-id and --oauth-scope need --oauth-token-url")
-    if args.output is not None:
-        _check_output(args.output)
-    return _Plan(
-        method=args.command.upper(),
-        url=url,
-        headers=headers,
-        body=body,
-        client_options=options,
-        oauth=oauth,
-        output=args.output,
-        include=args.include,
-        verbose=args.verbose,
-        sync=args.sync,
-        trace=args.trace,
-        secret=secret,
-        target=str(httpx.URL(url)),
-    )
-
-
-def _check_url(what: str, text: str, httpx: Any) -> str:
-    try:
-        url = httpx.URL(text)
-    except (httpx.InvalidURL, TypeError) as exc:
-        raise UsageError(f"{what}: invalid URL: {exc}") from None
-    if url.scheme not in ("http", "https") or not url.host:
-        raise UsageError(f"{what}: not an absolute http:// or https:// URL")
-    return text
-
-
-def _parse_header(text: str) -> tuple[str, str]:
-    name, sep, value = text.partition(":")
-    name, value = name.strip(), value.strip()
-    if not sep or not _TOKEN.fullmatch(name) or "\r" in value or "\n" in value:
-        raise UsageError(f"-H: malformed header {text!r}: expected 'Name: value'")
-    return name, value
-
-
-def _read_arg(option: str, value: str) -> bytes:
-    if not value.startswith("@"):
-        return value.encode()
-    try:
-        if value == "@-":
-            return sys.stdin.buffer.read()
-        with open(value[1:], "rb") as file:
-            return file.read()
-    except OSError as exc:
-        raise UsageError(f"{option}: cannot read {value[1:]!r}: {exc.strerror}") from None
-
-
-def _check_output(path: str) -> None:
-    if os.path.isdir(path):
-        raise UsageError(f"-o: {path!r} is a directory")
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise UsageError(f"-o: directory {parent!r} does not exist")
+_STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 # Running ------------------------------------------------------------------------------------
 
 
-def _call_options(plan: _Plan, reporter: Reporter) -> dict[str, Any]:
-    reporter.started = time.monotonic()  # timings start here, imports and set-up excluded
+class _Stopped(BaseException):
+    """SIGTERM or SIGHUP arrived: unwind (removing a partial -o file), exit 128 + signum."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_stopped(signum: int, frame: FrameType | None) -> None:
+    raise _Stopped(signum)
+
+
+def _stop_signals() -> tuple[int, ...]:
+    """SIGTERM and SIGHUP where they exist, when signal handlers may be set (main thread)."""
+    import threading
+
+    return _STOP_SIGNALS if threading.current_thread() is threading.main_thread() else ()
+
+
+def _call_options(plan: Plan, reporter: Reporter) -> dict[str, Any]:
+    reporter.started = reporter.attempt_started = time.monotonic()  # set-up excluded
     options: dict[str, Any] = dict(plan.body)
     if plan.headers:
         options["headers"] = plan.headers
@@ -364,24 +116,34 @@ def _call_options(plan: _Plan, reporter: Reporter) -> dict[str, Any]:
     return options
 
 
-def _client_options(plan: _Plan, reporter: Reporter, *, aio: bool) -> dict[str, Any]:
+def _client_options(plan: Plan, reporter: Reporter, *, aio: bool) -> dict[str, Any]:
     options = dict(plan.client_options)
     if plan.verbose:
         options["on_retry"] = reporter.on_retry
-        reporter.watch_attempts()
+        if aio:
+            hooks: dict[str, list[Any]] = {
+                "request": [reporter.aon_request],
+                "response": [reporter.aon_response],
+            }
+        else:
+            hooks = {"request": [reporter.on_request], "response": [reporter.on_response]}
+        options["attempt_hooks"] = hooks  # every attempt: retries and token requests too
         reporter.verbose(
-            "* %s %s with the %s client (%s)",
-            plan.method,
-            plan.url,
-            "async" if aio else "sync",
-            _describe(plan),
+            f"* {plan.method} {_redacted(plan.url)} with the {'async' if aio else 'sync'} "
+            f"client ({_describe(plan)})"
         )
     if plan.oauth is not None:
         options.update(plan.oauth)
     return options
 
 
-def _describe(plan: _Plan) -> str:
+def _redacted(url: str) -> str:
+    from cf._redact import redact_url
+
+    return redact_url(url)
+
+
+def _describe(plan: Plan) -> str:
     o = plan.client_options
     statuses = "default"
     if "failure_statuses" in o:
@@ -393,27 +155,89 @@ def _describe(plan: _Plan) -> str:
     ]
     if "deadline" in o:
         parts.append(f"deadline {o['deadline']:g} s")
+    if o.get("follow_redirects"):
+        parts.append("following redirects")
+    if o.get("verify") is False:
+        parts.append("TLS certificate NOT verified")
+    if plan.user is not None:
+        parts.append(f"Basic auth as {plan.user!r}")
     if plan.oauth is not None:
         parts.append(f"OAuth2 client {plan.oauth['client_id']!r}")
     return ", ".join(parts)
 
 
-async def _run_async(plan: _Plan, reporter: Reporter) -> None:
+def _show(plan: Plan, reporter: Reporter, response: httpx.Response, *, body: bool) -> None:
+    """Write the response: heads (`-i`, or `head`), then the body."""
+    if plan.include:
+        for earlier in response.history:  # -L: every hop, as curl -i -L does
+            reporter.head(earlier)
+    if plan.include or plan.method.upper() == "HEAD":
+        reporter.head(response)
+    if body:
+        reporter.body(response)
+
+
+def _content_length(response: httpx.Response) -> int | None:
+    if "content-encoding" in response.headers:
+        return None  # the length of the encoded body: not what is written
+    length = response.headers.get("content-length", "")
+    return int(length) if length.isascii() and length.isdigit() else None
+
+
+def _start_download(plan: Plan, reporter: Reporter, response: httpx.Response) -> Download:
+    _show(plan, reporter, response, body=False)
+    assert plan.output is not None
+    total = _content_length(response)
+    to_stdout = plan.output == "-"
+    progress = None
+    if isatty(reporter.stderr) and not (to_stdout and isatty(reporter.stdout)):
+        progress = Progress(reporter.stderr, total)
+    reporter.progress = progress
+    download = Download(plan.output, total, progress, reporter.stdout)
+    reporter.download = download
+    return download
+
+
+async def _run_async(plan: Plan, reporter: Reporter) -> None:
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    received: list[int] = []
+
+    def stop(signum: int) -> None:
+        received.append(signum)
+        task.cancel()
+
+    signals = _stop_signals()
+    for signum in signals:
+        loop.add_signal_handler(signum, stop, signum)
+    try:
+        await _send_async(plan, reporter)
+    except asyncio.CancelledError:
+        if received:
+            raise _Stopped(received[0]) from None
+        raise
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)
+            signal.signal(signum, _raise_stopped)
+
+
+async def _send_async(plan: Plan, reporter: Reporter) -> None:
     from cf.infrastructure import http_aio
 
     factory: type[HTTPAio] = http_aio.HTTPAio if plan.oauth is None else http_aio.OAuthHTTPAio
-    client = factory.create(**_client_options(plan, reporter, aio=True))
-    async with client:
+    async with factory.create(**_client_options(plan, reporter, aio=True)) as client:
         options = _call_options(plan, reporter)
         if plan.output is None:
             response = await client.request(plan.method, plan.url, **options)
-            reporter.head(response)
-            reporter.body(response)
+            _show(plan, reporter, response, body=True)
             reporter.done(response, len(response.content))
             return
         async with client.stream(plan.method, plan.url, **options) as response:
-            reporter.head(response)
-            download = Download(plan.output, response, reporter.stderr)
+            download = _start_download(plan, reporter, response)
             ok = False
             try:
                 async for chunk in response.aiter_bytes():
@@ -424,22 +248,19 @@ async def _run_async(plan: _Plan, reporter: Reporter) -> None:
             reporter.done(response, download.size)
 
 
-def _run_sync(plan: _Plan, reporter: Reporter) -> None:
+def _send_sync(plan: Plan, reporter: Reporter) -> None:
     from cf.infrastructure import http
 
     factory: type[HTTP] = http.HTTP if plan.oauth is None else http.OAuthHTTP
-    client = factory.create(**_client_options(plan, reporter, aio=False))
-    with client:
+    with factory.create(**_client_options(plan, reporter, aio=False)) as client:
         options = _call_options(plan, reporter)
         if plan.output is None:
             response = client.request(plan.method, plan.url, **options)
-            reporter.head(response)
-            reporter.body(response)
+            _show(plan, reporter, response, body=True)
             reporter.done(response, len(response.content))
             return
         with client.stream(plan.method, plan.url, **options) as response:
-            reporter.head(response)
-            download = Download(plan.output, response, reporter.stderr)
+            download = _start_download(plan, reporter, response)
             ok = False
             try:
                 for chunk in response.iter_bytes():
@@ -450,42 +271,27 @@ def _run_sync(plan: _Plan, reporter: Reporter) -> None:
             reporter.done(response, download.size)
 
 
-def _failure(exc: BaseException) -> tuple[int, str] | None:
-    """The exit status and the label for an error the library raised; None if not one."""
-    from cf.infrastructure.http_aio import (
-        HTTPAioException,
-        HTTPAioStatusError,
-        HTTPAioTimeoutError,
-        HTTPAioTransportError,
-        OAuthError,
-    )
-
-    kinds: list[tuple[type[BaseException], int, str]] = [
-        (OAuthError, EXIT_OAUTH, "OAuth error"),
-        (HTTPAioTimeoutError, EXIT_TIMEOUT, "timeout"),
-        (HTTPAioTransportError, EXIT_TRANSPORT, "transport error"),
-        (HTTPAioStatusError, EXIT_STATUS, "failure status"),
-        (HTTPAioException, EXIT_ERROR, "request failed"),
-    ]
-    for cls, code, label in kinds:
-        if isinstance(exc, cls):
-            return code, label
-    return None
+def _printable(text: str) -> str:
+    """Control characters shown as escapes: a usage message may quote what was typed."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], " ".join(text.splitlines()))
 
 
 def _usage(
     parser: argparse.ArgumentParser, message: str, stderr: IO[str], secret: str | None
 ) -> int:
-    text = f"{parser.format_usage()}{parser.prog}: error: {message}\n"
+    text = f"{parser.prog}: error: {_printable(message)} (see '{parser.prog} --help')\n"
     stderr.write(text.replace(secret, "[redacted]") if secret else text)
+    stderr.flush()
     return EXIT_USAGE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `cf-http` with `argv` (default: `sys.argv[1:]`); returns the exit status."""
     stderr = sys.stderr
-    secret = os.environ.get(SECRET_ENV) or None
-    parser = build_parser()
+    environ = dict(os.environ)
+    secret = environ.get(SECRET_ENV) or None
+    parser = cli_parser()
+    argv = default_command(list(sys.argv[1:] if argv is None else argv))
     try:
         args = parser.parse_args(argv)
     except UsageError as exc:
@@ -496,29 +302,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         from cf._demo import run_demo
 
         return run_demo()
+    command = parser.commands[args.command]
+    prompt = terminal_prompt if isatty(sys.stdin) else None
     try:
-        plan = _plan(args)
+        plan = plan_args(args, environ, None, prompt)
     except UsageError as exc:
-        return _usage(parser.commands[args.command], exc.args[0], stderr, secret)
+        return _usage(command, exc.args[0], stderr, secret)
+    except KeyboardInterrupt:  # at the password prompt
+        stderr.write(f"\n{PROG}: interrupted by SIGINT\n")
+        return EXIT_INTERRUPTED
+    return _run(plan, command, stderr, secret)
+
+
+def _run(plan: Plan, command: argparse.ArgumentParser, stderr: IO[str], secret: str | None) -> int:
     logging.getLogger("cf").addHandler(logging.NullHandler())  # -v reports retries itself
+    stdout = sys.stdout.buffer
+    out_color = use_color(plan.color, sys.stdout)
     reporter = Reporter(
-        stdout=sys.stdout.buffer,
+        stdout=stdout,
         stderr=stderr,
-        target=plan.target,
-        include=plan.include,
         verbose=plan.verbose,
         secret=plan.secret,
+        out_style=Style(out_color),
+        err_style=Style(use_color(plan.color, stderr)),
+        pretty=isatty(sys.stdout) or plan.color == "always",
+        token_url=_token_url(plan),
     )
+    previous = {signum: signal.signal(signum, _raise_stopped) for signum in _stop_signals()}
     try:
         if plan.sync:
-            _run_sync(plan, reporter)
+            _send_sync(plan, reporter)
         else:
             import asyncio
 
             asyncio.run(_run_async(plan, reporter))
     except KeyboardInterrupt:
-        reporter.line(f"{PROG}: interrupted")
+        reporter.line(f"{PROG}: interrupted by SIGINT")
         return EXIT_INTERRUPTED
+    except _Stopped as exc:
+        reporter.line(f"{PROG}: interrupted by {signal.Signals(exc.signum).name}")
+        return 128 + exc.signum
     except BrokenPipeError:
         _silence_stdout()
         return EXIT_ERROR
@@ -526,16 +349,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         reporter.line(f"{PROG}: {exc}")
         return exc.code
     except (ValueError, TypeError) as exc:  # the library refused an option before any I/O
-        return _usage(parser.commands[args.command], str(exc), stderr, secret)
+        return _usage(command, str(exc), stderr, secret)
     except Exception as exc:
-        found = _failure(exc)
-        if found is None:
-            raise
-        code, label = found
-        reporter.verbose("* failed after %.3f s", reporter.elapsed())
-        reporter.line(f"{PROG}: {label}: {exc}")
-        return code
+        return _report_failure(plan, reporter, exc)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return EXIT_OK
+
+
+def _token_url(plan: Plan) -> str | None:
+    if plan.oauth is None:
+        return None
+    import httpx
+
+    return _redacted(str(httpx.URL(plan.oauth["authorize_url"])))
+
+
+def _report_failure(plan: Plan, reporter: Reporter, exc: Exception) -> int:
+    found = classify(exc)
+    if found is None:
+        raise exc
+    code, label = found
+    response = getattr(exc, "response", None)
+    if code == EXIT_STATUS and response is not None:
+        try:
+            _show(plan, reporter, response, body=True)  # the failure body: stdout, as curl
+        except BrokenPipeError:
+            _silence_stdout()
+    detail = None
+    download = reporter.download
+    if download is not None and download.cut_short and code == EXIT_TRANSPORT:
+        detail = f"the body was cut short: {download.size} of {download.total} bytes received"
+    reporter.verbose(f"* failed after {reporter.elapsed():.3f} s")
+    reporter.error(f"{PROG}: {failure_line(exc, label, detail)}")
+    return code
 
 
 def _silence_stdout() -> None:

@@ -1,71 +1,70 @@
-"""What `cf-http` writes: the response on stdout, `-v` and errors on stderr, `-o` files.
+"""What `cf-http` writes: the response on stdout; `-v`, notes and errors on stderr.
 
-Kept apart from the argument handling in `cf/_cli.py`. The client secret is
-scrubbed from everything written to stderr; URLs in `-v` lines go through the
-library's redacting log filter.
+`-v` follows curl: `* ` for what the command does (attempts, retries, delays,
+timings), `> ` for each request's line and headers as sent, `< ` for each
+response's status line and headers as received (names keep their case).
+Credentials are redacted with the library's own functions (`Authorization`
+keeps its scheme, cookies, API keys and secret query values are replaced) and
+the client secret is scrubbed from every line written to stderr.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import logging
-import os
-import stat
-import tempfile
 import time
-from typing import IO, TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import IO, TYPE_CHECKING
+
+from cf._cli_download import Download, Progress, format_size, write_all
+from cf._cli_errors import event_reason
+from cf._cli_render import Style, is_json, isatty, pretty_json
 
 if TYPE_CHECKING:
     import httpx
 
     from cf.infrastructure.http_aio import RetryEvent
 
-__all__ = ["EXIT_ERROR", "Download", "Failure", "Reporter"]
-
-EXIT_ERROR = 1
+__all__ = ["Reporter", "status_line"]
 
 
-class Failure(Exception):
-    """An error reported as one line on stderr with its exit status."""
+def status_line(response: httpx.Response) -> str:
+    reason = f" {response.reason_phrase}" if response.reason_phrase else ""
+    return f"{response.http_version} {response.status_code}{reason}"
 
-    def __init__(self, message: str, code: int = EXIT_ERROR) -> None:
-        super().__init__(message)
-        self.code = code
+
+def _latin1(value: bytes) -> str:
+    return value.decode("latin-1")
 
 
 class Reporter:
-    """Everything written to stderr and stdout; the secret is scrubbed from stderr."""
+    """Everything the command writes, to stdout (bytes) and stderr (text)."""
 
     def __init__(
         self,
         *,
         stdout: IO[bytes],
         stderr: IO[str],
-        target: str,
-        include: bool = False,
         verbose: bool = False,
         secret: str | None = None,
+        out_style: Style | None = None,
+        err_style: Style | None = None,
+        pretty: bool | None = None,
+        token_url: str | None = None,
     ) -> None:
-        self.include = include
-        self.secret = secret
         self.stdout = stdout
         self.stderr = stderr
+        self.is_verbose = verbose
+        self.secret = secret
+        self.out_style = out_style or Style(False)
+        self.err_style = err_style or Style(False)
+        self.pretty = isatty(stdout) if pretty is None else pretty
+        self.token_url = token_url
         self.started = time.monotonic()
-        self.attempt = 0
-        self.sent_at: dict[int, float] = {}
-        self.last_sent = 0.0
-        self.logger: logging.Logger | None = None
-        self.target = target  # the URL as httpx writes it, to tell attempts from token requests
-        if verbose:
-            from cf.loggingutils import get_logger
+        self.attempt_started = self.started
+        self.retries = 0  # retries of the request itself (not of token requests)
+        self.progress: Progress | None = None  # erased before a line is written
+        self.download: Download | None = None  # -o: how much of the body arrived
 
-            self.logger = get_logger("cf.cli")  # its filter redacts URLs and credentials
-            self.logger.propagate = False
-            self.logger.setLevel(logging.INFO)
-            handler = logging.StreamHandler(stderr)
-            handler.setFormatter(_ScrubbingFormatter(secret))
-            self.logger.handlers[:] = [handler]
+    # stderr ------------------------------------------------------------------------
 
     def scrub(self, text: str) -> str:
         if self.secret:
@@ -73,211 +72,116 @@ class Reporter:
         return text
 
     def line(self, text: str) -> None:
-        """One line on stderr."""
+        """One line on stderr (newlines in `text` become spaces)."""
+        if self.progress is not None:
+            self.progress.clear()
         self.stderr.write(self.scrub(" ".join(text.splitlines())) + "\n")
         self.stderr.flush()
 
-    def verbose(self, text: str, *args: object) -> None:
-        if self.logger is not None:
-            self.logger.info(text, *args)
+    def error(self, text: str) -> None:
+        """The one failure line: `cf-http: KIND: ...` (the prefix bold red on a terminal)."""
+        prefix, sep, rest = text.partition(": ")
+        kind, sep2, rest2 = rest.partition(": ")
+        if sep and sep2:
+            text = f"{prefix}: {self.err_style(kind, 'bold', 'red')}: {rest2}"
+        self.line(text)
+
+    def verbose(self, text: str) -> None:
+        if self.is_verbose:
+            self.line(text)
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
-    # -v: cf's DEBUG record of every attempt, and on_retry (every retry) ----------------
+    # -v: cf's attempt hooks (each attempt's request and response) and on_retry -----------
 
-    def watch_attempts(self) -> None:
-        """Show each attempt from cf's per-attempt DEBUG records (the API call and the
-        token requests alike)."""
-        handler = _AttemptHandler(self)
-        for name in ("cf.infrastructure.http_aio", "cf.infrastructure.http"):
-            logger = logging.getLogger(name)
-            logger.setLevel(logging.DEBUG)
-            logger.addHandler(handler)
+    def on_request(self, request: httpx.Request) -> None:
+        from cf._redact import redact_headers, redact_url
 
-    def on_attempt(self, record: logging.LogRecord) -> None:
-        phase = getattr(record, "phase", None)
-        if phase is None:
+        self.attempt_started = time.monotonic()
+        if not self.is_verbose:
             return
-        elapsed = getattr(record, "elapsed", None) or 0.0
-        url = getattr(record, "url", "")
-        if phase == "start":
-            self.last_sent = time.monotonic()
-            if url == self.target:
-                self.attempt += 1
-                self.verbose("> attempt %d: %s %s", self.attempt, record.method, url)  # type: ignore[attr-defined]
-            else:  # the token endpoint, or a redirect
-                self.verbose("> %s %s", record.method, url)  # type: ignore[attr-defined]
-        elif phase == "response":
-            self.verbose(
-                "< %s %d %s in %.1f ms",
-                record.http_version,  # type: ignore[attr-defined]
-                record.status,  # type: ignore[attr-defined]
-                record.reason,  # type: ignore[attr-defined]
-                elapsed * 1000,
-            )
+        style = self.err_style
+        target = redact_url(_latin1(request.url.raw_path))
+        lines = [style(f"{request.method} {target} HTTP/1.1", "bold")]
+        lines += [style.header(k, v) for k, v in redact_headers(request.headers.raw)]
+        for text in ("* " + style(redact_url(request.url), "dim"), *(f"> {x}" for x in lines), ">"):
+            self.line(text)
+
+    def on_response(self, response: httpx.Response) -> None:
+        if self.is_verbose:
+            for text in self._head_lines(response, self.err_style, redact=True):
+                self.line(f"< {text}" if text else "<")
 
     def on_retry(self, event: RetryEvent) -> None:
+        now = time.monotonic()
+        took = (now - self.attempt_started) * 1000
+        self.attempt_started = now + event.delay
+        is_token = self.token_url is not None and event.url == self.token_url
+        if not is_token:
+            self.retries += 1
         if event.status is not None:
             reason = f"status {event.status}"
-        else:  # no response: say how long the attempt lasted
-            reason = f"{type(event.exception).__name__}: {event.exception}".rstrip(": ")
-            if self.last_sent:
-                reason += f", after {(time.monotonic() - self.last_sent) * 1000:.1f} ms"
+        else:
+            reason = event_reason(event.exception)
+        what = "token request attempt" if is_token else "attempt"
         self.verbose(
-            "! attempt %d/%d failed (%s); retrying in %.3f s",
-            event.attempt,
-            event.max_attempts,
-            reason,
-            event.delay,
+            f"* {what} {event.attempt}/{event.max_attempts} failed after {took:.1f} ms "
+            f"({reason}); retrying in {event.delay:.3f} s"
         )
 
-    # The response --------------------------------------------------------------------
+    async def aon_request(self, request: httpx.Request) -> None:
+        self.on_request(request)
 
-    def head(self, response: httpx.Response) -> None:
-        if not self.include:
-            return
-        lines = [f"{response.http_version} {response.status_code} {response.reason_phrase}"]
-        lines += [f"{name}: {value}" for name, value in response.headers.multi_items()]
-        self.stdout.write(("\n".join(lines) + "\n\n").encode("utf-8", "replace"))
-
-    def body(self, response: httpx.Response) -> None:
-        content = response.content
-        if content and _isatty(self.stdout):
-            if "json" in response.headers.get("content-type", ""):
-                try:
-                    pretty = json.dumps(json.loads(content), indent=2, ensure_ascii=False)
-                    content = pretty.encode()
-                except ValueError:
-                    pass
-            if not content.endswith(b"\n"):
-                content += b"\n"
-        self.stdout.write(content)
-        self.stdout.flush()
+    async def aon_response(self, response: httpx.Response) -> None:
+        self.on_response(response)
 
     def done(self, response: httpx.Response, size: int) -> None:
-        attempts = max(self.attempt, 1)
+        attempts = self.retries + 1
+        last = (time.monotonic() - self.attempt_started) * 1000
         self.verbose(
-            "* %d %s after %d attempt%s, %d bytes, %.3f s in all",
-            response.status_code,
-            response.reason_phrase,
-            attempts,
-            "s" if attempts != 1 else "",
-            size,
-            self.elapsed(),
+            f"* {response.status_code} {response.reason_phrase} after {attempts} "
+            f"attempt{'s' if attempts != 1 else ''}, {size} bytes, {self.elapsed():.3f} s "
+            f"in all (the last attempt {last:.1f} ms)"
         )
 
+    # stdout ------------------------------------------------------------------------------
 
-class _AttemptHandler(logging.Handler):
-    """Hands cf's per-attempt records to the reporter."""
+    def _head_lines(self, response: httpx.Response, style: Style, *, redact: bool) -> list[str]:
+        """The status line and the header lines as received, then an empty line."""
+        pairs: Iterable[tuple[str, str]]
+        if redact:
+            from cf._redact import redact_headers
 
-    def __init__(self, reporter: Reporter) -> None:
-        super().__init__(logging.DEBUG)
-        self.reporter = reporter
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.reporter.on_attempt(record)
-
-
-class _ScrubbingFormatter(logging.Formatter):
-    def __init__(self, secret: str | None) -> None:
-        super().__init__("%(message)s")
-        self._secret = secret
-
-    def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
-        return text.replace(self._secret, "[redacted]") if self._secret else text
-
-
-def _isatty(stream: IO[Any]) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
-class Download:
-    """`-o FILE`: chunks go to a temporary file renamed over FILE once the body is complete.
-
-    A special file (`/dev/null`, a FIFO) is written in place. The progress bar
-    is drawn on stderr only when stderr is a terminal.
-    """
-
-    def __init__(self, path: str, response: httpx.Response, stderr: IO[str]) -> None:
-        self.path = path
-        self.size = 0
-        encoded = "content-encoding" in response.headers
-        length = response.headers.get("content-length", "")
-        self.total = int(length) if length.isdigit() and not encoded else None
-        self.stderr = stderr if _isatty(stderr) else None
-        self.drawn = 0.0
-        self.temp: str | None = None
-        try:
-            if os.path.exists(path) and not os.path.isfile(path):
-                self.file: IO[bytes] = open(path, "wb")  # noqa: SIM115 - closed in finish()
-            else:
-                directory, name = os.path.split(os.path.abspath(path))
-                fd, self.temp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=directory)
-                os.fchmod(fd, _file_mode(path))
-                self.file = os.fdopen(fd, "wb")
-        except OSError as exc:
-            raise self._error(exc) from None
-
-    def _error(self, exc: OSError) -> Failure:
-        return Failure(f"cannot write {self.path}: {exc.strerror or exc}", EXIT_ERROR)
-
-    def write(self, chunk: bytes) -> None:
-        try:
-            self.file.write(chunk)
-        except OSError as exc:
-            raise self._error(exc) from None
-        self.size += len(chunk)
-        if self.stderr is not None and time.monotonic() - self.drawn >= 0.1:
-            self._draw()
-
-    def _draw(self, final: bool = False) -> None:
-        assert self.stderr is not None
-        self.drawn = time.monotonic()
-        if self.total:
-            share = min(self.size / self.total, 1.0)
-            bar = "#" * int(share * 30)
-            text = f"{share:4.0%} [{bar:<30}] {_size(self.size)} / {_size(self.total)}"
+            pairs = redact_headers(response.headers.raw)
         else:
-            text = f"{_size(self.size)}"
-        self.stderr.write(f"\r{text}" + ("\n" if final else ""))
-        self.stderr.flush()
+            pairs = [(_latin1(k), _latin1(v)) for k, v in response.headers.raw]
+        lines = [style.status(status_line(response), response.status_code)]
+        lines += [style.header(k, v) for k, v in pairs]
+        return [*lines, ""]
 
-    def finish(self, ok: bool) -> None:
-        """Close the file; keep it (`ok`) or remove the partial temporary file."""
-        if self.stderr is not None:
-            self._draw(final=True)
-        try:
-            self.file.close()
-            if self.temp is not None and ok:
-                os.replace(self.temp, self.path)
-        except OSError as exc:
-            ok = False
-            raise self._error(exc) from None
-        finally:
-            if self.temp is not None and not ok:
-                with contextlib.suppress(OSError):
-                    os.unlink(self.temp)
+    def head(self, response: httpx.Response) -> None:
+        """`-i` (and `head`): the status line and the headers, then an empty line."""
+        text = "\n".join(self._head_lines(response, self.out_style, redact=False)) + "\n"
+        write_all(self.stdout, text.encode("latin-1", "replace"))
+        self.stdout.flush()
 
-
-def _file_mode(path: str) -> int:
-    """The existing file's permissions, else the usual ones for a new file (0666 & ~umask)."""
-    try:
-        return stat.S_IMODE(os.stat(path).st_mode)
-    except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
-
-
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
+    def body(self, response: httpx.Response) -> None:
+        """The body as received; on a terminal a JSON body is re-indented (and coloured),
+        and a final newline is added so that the prompt starts on a line of its own."""
+        content = response.content
+        if b"\0" in content[:65536] and isatty(self.stdout):
+            self.line(
+                f"cf-http: a binary body ({format_size(len(content))}) is not written to "
+                "a terminal; use -o FILE, or -o - to write it anyway"
+            )
+            return
+        if content and self.pretty:
+            if is_json(response.headers.get("content-type", "")):
+                shown = pretty_json(content, self.out_style)
+                if shown is not None:
+                    content = shown.encode("utf-8", "replace")
+            if not content.endswith(b"\n"):
+                content += b"\n"
+        write_all(self.stdout, content)
+        self.stdout.flush()

@@ -270,6 +270,14 @@ OPTIONS: tuple[Option, ...] = (
         httpx=True,
     ),
     Option(
+        "attempt_hooks",
+        "Mapping[str, list[Callable[..., Any]]] | None",
+        "none",
+        'like `event_hooks`, for every attempt: `{"request": [...], "response": [...]}` '
+        "(retries, hedges, token requests included)",
+        "creation",
+    ),
+    Option(
         "default_encoding",
         "str | Callable[[bytes], str]",
         '`"utf-8"`',
@@ -463,6 +471,23 @@ def _positive(name: str, value: Any) -> float:
     if math.isnan(value) or value <= 0:
         raise ValueError(f"{name} must be > 0 seconds, got {value!r}")
     return float(value)
+
+
+def check_attempt_hooks(hooks: Any) -> dict[str, list[Callable[..., Any]]]:
+    """`attempt_hooks=`: httpx's event-hooks shape, "request" and "response" lists of callables."""
+    result: dict[str, list[Callable[..., Any]]] = {"request": [], "response": []}
+    if hooks is None:
+        return result
+    if not isinstance(hooks, Mapping):
+        raise TypeError("attempt_hooks must be a mapping of 'request'/'response' to callables")
+    for name, functions in hooks.items():
+        if name not in result:
+            raise ValueError(f"attempt_hooks: unknown hook {name!r} (use 'request' or 'response')")
+        for function in functions:
+            if not callable(function):
+                raise TypeError(f"attempt_hooks[{name!r}] must hold callables")
+        result[name] = list(functions)
+    return result
 
 
 def check_hedge(hedge: Any) -> Any:

@@ -298,9 +298,11 @@ class AsyncClientCredentialsAuth(httpx.Auth):
             if deadline is not None and _out_of_time(call):
                 raise _FetchCutShort(call.deadline_exceeded(request)) from None
             cause = error_for(exc, call, request)
+            cause.__cause__ = exc
             raise self._error(f"token request failed: {cause.message}", call, request) from cause
         except httpx.RequestError as exc:
             cause = error_for(exc, call, request)
+            cause.__cause__ = exc
             raise self._error(f"token request failed: {cause.message}", call, request) from cause
         status = response.status_code
         if not 200 <= status < 300:

@@ -116,6 +116,7 @@ class HTTPAio:
             circuit_breaker=coerce_circuit_breaker(get("circuit_breaker")),
             on_circuit_change=check_callable("on_circuit_change", get("on_circuit_change")),
             hedge=_check_hedge(get("hedge")),
+            attempt_hooks=options.get("attempt_hooks"),
         )
         self._timeout = check_timeout(get("timeout", DEFAULT_TIMEOUT))
         httpx_options: dict[str, Any] = {k: options[k] for k in _HTTPX_OPTIONS if k in options}  # type: ignore[literal-required]

@@ -18,7 +18,7 @@ import dataclasses
 import logging
 import random as _random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import httpx
@@ -32,6 +32,7 @@ from cf._exceptions import CircuitOpen
 from cf._hedge import Hedge, Latencies, may_hedge, next_hedge_delay
 from cf._options import (
     UNSET,
+    check_attempt_hooks,
     check_budget,
     check_callable,
     check_deadline,
@@ -66,6 +67,8 @@ class _Settings:
     __slots__ = (
         "budget",
         "circuits",
+        "request_hooks",
+        "response_hooks",
         "clock",
         "deadline",
         "engines",
@@ -93,7 +96,11 @@ class _Settings:
         circuit_breaker: CircuitBreaker | None = None,
         on_circuit_change: Callable[[str, str, str], object] | None = None,
         hedge: Hedge | None = None,
+        attempt_hooks: Mapping[str, list[Callable[..., Any]]] | None = None,
     ) -> None:
+        hooks = check_attempt_hooks(attempt_hooks)
+        self.request_hooks = hooks["request"]
+        self.response_hooks = hooks["response"]
         self.policy = policy
         self.deadline = deadline
         self.budget = budget
@@ -163,7 +170,8 @@ class AsyncRetryTransport(httpx.AsyncBaseTransport):
 
     `transport`: the engine (default: cf's async default engine). The keyword
     options are those of `RetryPolicy` plus `deadline`, `retry_budget`,
-    `trace`, `on_retry`, `circuit_breaker`, `on_circuit_change`, `hedge`, and
+    `trace`, `on_retry`, `circuit_breaker`, `on_circuit_change`, `hedge`,
+    `attempt_hooks` (httpx-style event hooks called for every attempt), and
     `sleep`, `clock`, `random` for tests. An open circuit raises
     `cf.CircuitOpen` (an `httpx.ConnectError`: nothing was sent).
     """
@@ -180,6 +188,7 @@ class AsyncRetryTransport(httpx.AsyncBaseTransport):
         circuit_breaker: CircuitBreaker | bool | None = None,
         on_circuit_change: Callable[[str, str, str], object] | None = None,
         hedge: Hedge | None = None,
+        attempt_hooks: Mapping[str, list[Callable[..., Any]]] | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
         clock: Callable[[], float] | None = None,
         random: Callable[[], float] | None = None,
@@ -202,6 +211,7 @@ class AsyncRetryTransport(httpx.AsyncBaseTransport):
             circuit_breaker=coerce_circuit_breaker(circuit_breaker),
             on_circuit_change=check_callable("on_circuit_change", on_circuit_change),
             hedge=check_hedge(hedge),
+            attempt_hooks=attempt_hooks,
         )
         connection = None
         if transport is None:
@@ -358,6 +368,8 @@ class AsyncRetryTransport(httpx.AsyncBaseTransport):
         debug = logger.isEnabledFor(logging.DEBUG)
         if debug:
             call.log_attempt(logger)
+        for hook in settings.request_hooks:
+            await hook(request)
         started = settings.clock()
         try:
             response = await self._send(engine, request, call)
@@ -376,6 +388,10 @@ class AsyncRetryTransport(httpx.AsyncBaseTransport):
             raise
         if debug:
             call.log_attempt(logger, response)
+        if settings.response_hooks:
+            response.request = request
+            for hook in settings.response_hooks:
+                await hook(response)
         status = response.status_code
         good = status in call.passthrough or not call.policy.is_failure_status(
             status, response.headers.get("retry-after")

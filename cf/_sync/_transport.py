@@ -19,7 +19,7 @@ import dataclasses
 import logging
 import random as _random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
@@ -33,6 +33,7 @@ from cf._exceptions import CircuitOpen
 from cf._hedge import Hedge, Latencies, may_hedge, next_hedge_delay
 from cf._options import (
     UNSET,
+    check_attempt_hooks,
     check_budget,
     check_callable,
     check_deadline,
@@ -67,6 +68,8 @@ class _Settings:
     __slots__ = (
         "budget",
         "circuits",
+        "request_hooks",
+        "response_hooks",
         "clock",
         "deadline",
         "engines",
@@ -94,7 +97,11 @@ class _Settings:
         circuit_breaker: CircuitBreaker | None = None,
         on_circuit_change: Callable[[str, str, str], object] | None = None,
         hedge: Hedge | None = None,
+        attempt_hooks: Mapping[str, list[Callable[..., Any]]] | None = None,
     ) -> None:
+        hooks = check_attempt_hooks(attempt_hooks)
+        self.request_hooks = hooks["request"]
+        self.response_hooks = hooks["response"]
         self.policy = policy
         self.deadline = deadline
         self.budget = budget
@@ -164,7 +171,8 @@ class RetryTransport(httpx.BaseTransport):
 
     `transport`: the engine (default: cf's async default engine). The keyword
     options are those of `RetryPolicy` plus `deadline`, `retry_budget`,
-    `trace`, `on_retry`, `circuit_breaker`, `on_circuit_change`, `hedge`, and
+    `trace`, `on_retry`, `circuit_breaker`, `on_circuit_change`, `hedge`,
+    `attempt_hooks` (httpx-style event hooks called for every attempt), and
     `sleep`, `clock`, `random` for tests. An open circuit raises
     `cf.CircuitOpen` (an `httpx.ConnectError`: nothing was sent).
     """
@@ -181,6 +189,7 @@ class RetryTransport(httpx.BaseTransport):
         circuit_breaker: CircuitBreaker | bool | None = None,
         on_circuit_change: Callable[[str, str, str], object] | None = None,
         hedge: Hedge | None = None,
+        attempt_hooks: Mapping[str, list[Callable[..., Any]]] | None = None,
         sleep: Callable[[float], None] | None = None,
         clock: Callable[[], float] | None = None,
         random: Callable[[], float] | None = None,
@@ -203,6 +212,7 @@ class RetryTransport(httpx.BaseTransport):
             circuit_breaker=coerce_circuit_breaker(circuit_breaker),
             on_circuit_change=check_callable("on_circuit_change", on_circuit_change),
             hedge=check_hedge(hedge),
+            attempt_hooks=attempt_hooks,
         )
         connection = None
         if transport is None:
@@ -359,6 +369,8 @@ class RetryTransport(httpx.BaseTransport):
         debug = logger.isEnabledFor(logging.DEBUG)
         if debug:
             call.log_attempt(logger)
+        for hook in settings.request_hooks:
+            hook(request)
         started = settings.clock()
         try:
             response = self._send(engine, request, call)
@@ -377,6 +389,10 @@ class RetryTransport(httpx.BaseTransport):
             raise
         if debug:
             call.log_attempt(logger, response)
+        if settings.response_hooks:
+            response.request = request
+            for hook in settings.response_hooks:
+                hook(response)
         status = response.status_code
         good = status in call.passthrough or not call.policy.is_failure_status(
             status, response.headers.get("retry-after")

@@ -118,6 +118,10 @@ class ClientOptions(TypedDict, total=False):
     """As in httpx. Default: 20."""
     event_hooks: Mapping[str, list[Callable[..., Any]]] | None
     """As in httpx. Default: none."""
+    attempt_hooks: Mapping[str, list[Callable[..., Any]]] | None
+    """Like `event_hooks`, for every attempt: `{\"request\": [...], \"response\": [...]}`
+    (retries, hedges, token requests included). Default: none.
+    """
     default_encoding: str | Callable[[bytes], str]
     """As in httpx. Default: `\"utf-8\"`."""
     sleep: Callable[[float], None] | None

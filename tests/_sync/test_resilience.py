@@ -139,4 +139,3 @@ def test_hedge_in_this_mode(server: AppServer) -> None:
     assert response.status_code == 200 and response.json() == {"hit": 2}
     assert time.monotonic() - started < 2.5  # the hedge answered; the stall was cut short
     assert server.hits("hedged") == 2
-
