@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -41,10 +42,12 @@ from cf._redact import redact_text, redact_url
 from cf._trace import TraceInfo, otel_headers
 from cf.loggingutils import install_redaction
 
-__all__ = ["CALL", "Call", "classify", "error_for"]
+__all__ = ["CALL", "DEADLINE", "Call", "classify", "error_for"]
 
 CALL = "cf.call"
 """The request extension that holds a call's `Call`."""
+DEADLINE = "cf.deadline"
+"""The request extension an engine may read: `time.monotonic()` by which the attempt ends."""
 
 # Records of httpx, httpcore, aiohttp and oauthlib go through cf's redaction filter too.
 install_redaction()
@@ -180,6 +183,9 @@ class Call:
         remaining = self.remaining()
         if remaining is None or self.timeout is None:
             return
+        # For engines that can bound a whole attempt (not only each socket operation):
+        # when, on this process's monotonic clock, the attempt must be over.
+        request.extensions[DEADLINE] = time.monotonic() + remaining
         get = self.timeout.get
         request.extensions["timeout"] = {
             "connect": _shrink(get("connect"), remaining),

@@ -143,14 +143,23 @@ def can_hedge() -> bool:
 
 
 class AsyncLock:
-    """An asyncio lock; may be created outside a running loop."""
+    """An asyncio lock that follows the event loop using it.
+
+    It may be created outside a running loop, and used in one `asyncio.run()`
+    after another: an asyncio lock binds to the first loop that waits on it, so a
+    new one is made for a new loop (a lock cannot be held across loops anyway).
+    """
 
     def __init__(self) -> None:
-        import asyncio
-
-        self._lock = asyncio.Lock()
+        self._lock: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def __aenter__(self) -> None:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._loop is not loop:
+            self._lock, self._loop = asyncio.Lock(), loop
         await self._lock.acquire()
 
     async def __aexit__(
@@ -159,6 +168,7 @@ class AsyncLock:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        assert self._lock is not None
         self._lock.release()
 
 
@@ -324,23 +334,36 @@ class SingleFlight(Generic[T]):
 class AsyncDeadline:
     """A hard stop for the enclosed block after `seconds` (None: none).
 
-    `asyncio.timeout` where it exists (Python 3.11+): the block is cancelled at
-    the deadline and `expired` turns True. On 3.10 nothing is added: the
-    per-operation timeouts, shrunk to the deadline, are the only bound.
+    At the deadline the block is cancelled, `TimeoutError` comes out and `expired`
+    turns True: `asyncio.timeout` on Python 3.11+, and on 3.10 a timer that
+    cancels the task (the same behaviour, for a block that does not itself
+    swallow cancellation).
     """
 
     def __init__(self, seconds: float | None) -> None:
         self._seconds = seconds
         self._scope: Any = None
+        self._timer: Any = None
+        self._fired = False
 
     async def __aenter__(self) -> None:
-        if self._seconds is not None:
-            import asyncio
+        if self._seconds is None:
+            return
+        import asyncio
 
-            timeout = getattr(asyncio, "timeout", None)
-            if timeout is not None:
-                self._scope = timeout(self._seconds)
-                await self._scope.__aenter__()
+        timeout = getattr(asyncio, "timeout", None)
+        if timeout is not None:
+            self._scope = timeout(self._seconds)
+            await self._scope.__aenter__()
+            return
+        task = asyncio.current_task()  # pragma: no cover - Python 3.10
+        assert task is not None
+
+        def fire() -> None:
+            self._fired = True
+            task.cancel()
+
+        self._timer = asyncio.get_running_loop().call_later(max(self._seconds, 0.0), fire)
 
     async def __aexit__(
         self,
@@ -350,10 +373,19 @@ class AsyncDeadline:
     ) -> None:
         if self._scope is not None:
             await self._scope.__aexit__(exc_type, exc, tb)
+            return
+        if self._timer is not None:  # pragma: no cover - Python 3.10
+            self._timer.cancel()
+            import asyncio
+
+            if self._fired and exc_type is asyncio.CancelledError:
+                raise TimeoutError from exc
 
     @property
     def expired(self) -> bool:
-        return self._scope is not None and bool(self._scope.expired())
+        if self._scope is not None:
+            return bool(self._scope.expired())
+        return self._fired
 
 
 class Deadline:
