@@ -3,8 +3,11 @@
 An engine is any httpx transport. The async default is cf's aiohttp-backed
 transport (httpx's own async pool slows down sharply with many requests in
 flight), except where aiohttp cannot do what was asked (HTTP/2, SOCKS
-proxies), where httpx's own transport is used; the sync default is httpx's
-own. cf's attempt loop wraps the engine.
+proxies), where httpx's own transport is used. The sync default is cf's h11
+transport (`_h11.py`: httpx's own parser, a connection never reused after a
+response that broke its framing, the deadline on every socket operation);
+httpx's own for `engine="httpx"`, HTTP/2, SOCKS and `https://` proxies. cf's
+attempt loop wraps the engine.
 
 Also here: TLS contexts built so that nothing the caller passed is mutated,
 the proxies httpx reads from the environment (the same rules as httpx), and a
@@ -45,7 +48,7 @@ __all__ = [
 ]
 
 ASYNC_ENGINES = ("aiohttp", "httpx")
-SYNC_ENGINES = ("httpx",)
+SYNC_ENGINES = ("h11", "httpx")
 ENGINE_VARIABLE = "CF_HTTP_ENGINE"
 """The environment variable naming the default engine (cf's pytest plugin sets it to
 "httpx" when pytest-httpx or respx is installed, so that they see every call)."""
@@ -169,17 +172,24 @@ def async_engine(settings: EngineSettings) -> httpx.AsyncBaseTransport:
 
 
 def sync_engine(settings: EngineSettings) -> httpx.BaseTransport:
-    """The sync engine for `settings`: httpx's own transport."""
+    """The sync engine for `settings`: cf's h11 transport, or httpx's own where asked
+    (`engine="httpx"`) or where the h11 one cannot do it (HTTP/2, SOCKS and `https://`
+    proxies)."""
     check_http2(settings.http2)
+    proxy = settings.proxy
     context = ssl_context(settings.verify, settings.cert, settings.trust_env)
     limits = settings.limits or httpx.Limits(max_connections=100, max_keepalive_connections=20)
-    return httpx.HTTPTransport(
-        verify=context,
-        http2=settings.http2,
-        proxy=settings.proxy,
-        limits=limits,
-        trust_env=settings.trust_env,
-    )
+    if settings.engine == "httpx" or settings.http2 or (proxy and proxy.url.scheme != "http"):
+        return httpx.HTTPTransport(
+            verify=context,
+            http2=settings.http2,
+            proxy=proxy,
+            limits=limits,
+            trust_env=settings.trust_env,
+        )
+    from cf._transports._h11 import H11Transport
+
+    return H11Transport(verify=context, proxy=proxy, limits=limits, trust_env=settings.trust_env)
 
 
 # Proxies from the environment: httpx's rules (httpx reads them only when it
