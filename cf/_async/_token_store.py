@@ -17,7 +17,12 @@ from typing import Protocol, runtime_checkable
 from cf._oauth import Token
 from cf._synchronization import AsyncLock
 
-__all__ = ["AsyncInMemoryTokenStore", "AsyncTokenStore"]
+__all__ = [
+    "AsyncBindableTokenStore",
+    "AsyncInMemoryTokenStore",
+    "AsyncTokenInvalidator",
+    "AsyncTokenStore",
+]
 
 
 @runtime_checkable
@@ -37,6 +42,29 @@ class AsyncTokenStore(Protocol):
         ...
 
 
+@runtime_checkable
+class AsyncBindableTokenStore(Protocol):
+    """A store the OAuth client tells, once at creation, its secret and token request timeout."""
+
+    def bind(self, key: str, *, client_secret: str, request_timeout: float | None) -> None:
+        """Derive what the store needs for `key` from the client secret (which is not kept).
+
+        `request_timeout`: the longest one token request may take, in seconds
+        (None: no limit); the refresh lock of a dead holder expires that much
+        plus 5 s later, 35 s at most.
+        """
+        ...
+
+
+@runtime_checkable
+class AsyncTokenInvalidator(Protocol):
+    """A store that forgets a rejected token atomically, without the lock."""
+
+    async def invalidate(self, key: str, token: Token) -> bool:
+        """Forget the token under `key` only if it is `token`; True when it was forgotten."""
+        ...
+
+
 class AsyncInMemoryTokenStore:
     """The default store: a dict in this process, one lock per key.
 
@@ -49,15 +77,18 @@ class AsyncInMemoryTokenStore:
         self._locks: dict[str, AsyncLock] = {}
 
     async def get(self, key: str) -> Token | None:
+        """The token stored under `key`, or None."""
         return self._tokens.get(key)
 
     async def set(self, key: str, token: Token | None) -> None:
+        """Store `token` under `key`; None forgets it."""
         if token is None:
             self._tokens.pop(key, None)
         else:
             self._tokens[key] = token
 
     def lock(self, key: str) -> AsyncLock:
+        """The lock of `key`, held while its token is fetched or invalidated."""
         lock = self._locks.get(key)
         if lock is None:
             lock = self._locks.setdefault(key, AsyncLock())

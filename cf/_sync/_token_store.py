@@ -18,7 +18,12 @@ from typing import Protocol, runtime_checkable
 from cf._oauth import Token
 from cf._synchronization import Lock
 
-__all__ = ["InMemoryTokenStore", "TokenStore"]
+__all__ = [
+    "BindableTokenStore",
+    "InMemoryTokenStore",
+    "TokenInvalidator",
+    "TokenStore",
+]
 
 
 @runtime_checkable
@@ -38,6 +43,29 @@ class TokenStore(Protocol):
         ...
 
 
+@runtime_checkable
+class BindableTokenStore(Protocol):
+    """A store the OAuth client tells, once at creation, its secret and token request timeout."""
+
+    def bind(self, key: str, *, client_secret: str, request_timeout: float | None) -> None:
+        """Derive what the store needs for `key` from the client secret (which is not kept).
+
+        `request_timeout`: the longest one token request may take, in seconds
+        (None: no limit); the refresh lock of a dead holder expires that much
+        plus 5 s later, 35 s at most.
+        """
+        ...
+
+
+@runtime_checkable
+class TokenInvalidator(Protocol):
+    """A store that forgets a rejected token atomically, without the lock."""
+
+    def invalidate(self, key: str, token: Token) -> bool:
+        """Forget the token under `key` only if it is `token`; True when it was forgotten."""
+        ...
+
+
 class InMemoryTokenStore:
     """The default store: a dict in this process, one lock per key.
 
@@ -50,15 +78,18 @@ class InMemoryTokenStore:
         self._locks: dict[str, Lock] = {}
 
     def get(self, key: str) -> Token | None:
+        """The token stored under `key`, or None."""
         return self._tokens.get(key)
 
     def set(self, key: str, token: Token | None) -> None:
+        """Store `token` under `key`; None forgets it."""
         if token is None:
             self._tokens.pop(key, None)
         else:
             self._tokens[key] = token
 
     def lock(self, key: str) -> Lock:
+        """The lock of `key`, held while its token is fetched or invalidated."""
         lock = self._locks.get(key)
         if lock is None:
             lock = self._locks.setdefault(key, Lock())
