@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import email.message
+import inspect
 import re
 import sys
 from collections.abc import Iterator
@@ -582,6 +583,16 @@ def downstream(headers: list[tuple[str, str]]) -> tuple[TraceInfo | None, dict[s
 @pytest.mark.parametrize(("headers", "expected"), W3C_CASES)
 def test_w3c(headers: list[tuple[str, str]], expected: Continue | Restart) -> None:
     info, sent = downstream(headers)
+    check_w3c(headers, info, sent, expected)
+
+
+def check_w3c(
+    headers: list[tuple[str, str]],
+    info: TraceInfo | None,
+    sent: dict[str, str],
+    expected: Continue | Restart,
+) -> None:
+    """What a propagating service sent downstream is what the W3C specification asks."""
     assert set(sent) <= {"traceparent", "tracestate"}  # lowercase names, one field each
     match = V00.fullmatch(sent["traceparent"])  # always version 00, lowercase hex
     assert match is not None
@@ -1133,4 +1144,4 @@ def test_otel_headers_never_raises(tracer: Any, monkeypatch: pytest.MonkeyPatch)
 def test_every_field_is_documented() -> None:
     """help(TraceInfo) names every field (the API reference is built from docstrings)."""
     for f in dataclasses.fields(TraceInfo):
-        assert f"        {f.name}: " in (TraceInfo.__doc__ or ""), f.name
+        assert f"\n    {f.name}: " in inspect.cleandoc(TraceInfo.__doc__ or ""), f.name
