@@ -1,11 +1,31 @@
-"""Logging for cf: `get_logger`, `configure_logging` and the redaction filter.
+"""Logging for cf: `get_logger`, `configure_logging` and the redaction of every record.
 
-The library adds no handler to the root logger. Its loggers (and, through
-`install_redaction`, the httpx/httpcore/aiohttp/oauthlib loggers that can log
-request details) carry a `RedactingFilter`, so that no record they emit holds an
-Authorization value, a token, a client secret or a password-like query value.
+Library manners: cf adds no handler to the root logger, and its package logger
+``cf`` has a `logging.NullHandler`, so a script that configures no logging
+prints nothing (not even retry warnings through logging's last resort).
 `configure_logging` is for applications and scripts: one stderr handler on the
-root logger, plain or JSON lines, with the same filter on the handler.
+root logger, plain or JSON lines, with a `RedactingFilter` on the handler.
+
+Redaction reaches every record of cf and of the libraries under it
+(`REDACTED_LOGGERS`: httpx, httpcore, h2, hpack, aiohttp, oauthlib, urllib3),
+whatever handler shows it (`basicConfig`, `configure_logging`, pytest's caplog,
+a handler of the user's own on any logger), in two ways:
+
+- a `logging.setLogRecordFactory` wrapper, installed on import, redacts each
+  record of those loggers *and their children* as it is created: a filter on a
+  logger sees only records logged on that very logger, and these libraries
+  log under dozens of module names (`oauthlib.oauth2.rfc6749.endpoints.token`,
+  `hpack.hpack`, ...) and h2 under whatever logger it is given;
+- a `RedactingFilter` on each logger name they use (`THIRD_PARTY_LOGGERS`) and
+  on every logger from `get_logger`, in case an application later replaces
+  the record factory without chaining to the previous one; the filter also
+  redacts `extra=` attributes, which are set after the factory has run.
+
+hpack and h2 dump HPACK header blocks and raw frames as bytes, in which a
+Huffman-coded ``authorization: Bearer ...`` cannot be found by any text rule:
+in their records every bytes argument is replaced by ``<N bytes>`` and every
+``<hex:...>`` dump by ``<hex:[redacted]>``; header names and values they log
+one by one are redacted as headers.
 """
 
 from __future__ import annotations
@@ -16,15 +36,16 @@ import re
 import sys
 import threading
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import httpx
 
-from cf._redact import redact_headers, redact_text, redact_url
+from cf._redact import REDACTED, redact_headers, redact_text, redact_url
 
 __all__ = [
+    "REDACTED_LOGGERS",
     "THIRD_PARTY_LOGGERS",
     "RedactingFilter",
     "configure_logging",
@@ -32,19 +53,64 @@ __all__ = [
     "install_redaction",
 ]
 
-THIRD_PARTY_LOGGERS: tuple[str, ...] = (
+REDACTED_LOGGERS: tuple[str, ...] = (
+    "cf",
+    "aiohttp",
+    "h2",
+    "hpack",
+    "httpcore",
     "httpx",
+    "httpx_aiohttp",
+    "hyperframe",
+    "oauthlib",
+    "urllib3",
+)
+"""Top-level loggers whose records, and those of all their children, are redacted."""
+
+THIRD_PARTY_LOGGERS: tuple[str, ...] = (
+    "aiohttp.access",
+    "aiohttp.client",
+    "aiohttp.internal",
+    "aiohttp.server",
+    "aiohttp.web",
+    "aiohttp.websocket",
+    "h2",
+    "hpack",
+    "hpack.hpack",
+    "hpack.table",
     "httpcore",
     "httpcore.connection",
     "httpcore.http11",
     "httpcore.http2",
     "httpcore.proxy",
-    "aiohttp.client",
-    "aiohttp.internal",
+    "httpcore.socks",
+    "httpx",
     "oauthlib",
     "oauthlib.oauth2.rfc6749",
+    "oauthlib.oauth2.rfc6749.endpoints.base",
+    "oauthlib.oauth2.rfc6749.endpoints.token",
+    "oauthlib.oauth2.rfc6749.grant_types.base",
+    "oauthlib.oauth2.rfc6749.grant_types.client_credentials",
+    "urllib3",
+    "urllib3.connection",
+    "urllib3.connectionpool",
+    "urllib3.http2.connection",
+    "urllib3.poolmanager",
+    "urllib3.response",
+    "urllib3.util.retry",
 )
-"""Loggers of the libraries cf uses that may log URLs, headers or token responses."""
+"""The logger names (read in their sources) on which those libraries log request details."""
+
+_COVERED = frozenset(REDACTED_LOGGERS)
+_BINARY_LOGGERS = frozenset({"h2", "hpack", "hyperframe"})
+# hpack's messages that show one header: (name, value) are the first two arguments.
+_HPACK_PAIR_MESSAGES = frozenset(
+    {
+        "Adding %s=%s to the header table, sensitive:%s, huffman:%s",
+        "Evicting %s: %s from the header table",
+    }
+)
+_HEX_DUMP = re.compile(r"<hex:[0-9a-fA-F.]*>")
 
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
 _RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
@@ -52,7 +118,12 @@ _RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)))
     "asctime",
     "taskName",
 }
-_REDACTED_MARK = "_cf_redacted"
+_MESSAGE_DONE = "_cf_redacted"
+_EXTRAS_DONE = "_cf_redacted_extras"
+
+
+def _top(name: object) -> str:
+    return name.partition(".")[0] if isinstance(name, str) else ""
 
 
 class RedactingFilter(logging.Filter):
@@ -66,34 +137,32 @@ class RedactingFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if getattr(record, _REDACTED_MARK, False):
-            return True
-        try:
-            self._redact(record)
-        except Exception:  # pragma: no cover - last line of defence: keep the record, lose text
-            record.msg, record.args = "[unloggable record: redaction failed]", None
-        setattr(record, _REDACTED_MARK, True)
+        if not getattr(record, _MESSAGE_DONE, False):
+            _redact_message(record)
+        if not getattr(record, _EXTRAS_DONE, False):
+            try:
+                _redact_extras(record)
+            except Exception:  # pragma: no cover - last line of defence
+                pass
+            setattr(record, _EXTRAS_DONE, True)
         return True
 
-    @staticmethod
-    def _redact(record: logging.LogRecord) -> None:
+
+def _redact_message(record: logging.LogRecord) -> None:
+    """Redact msg/args, exception and stack text in place (once); never raises."""
+    try:
+        binary = _top(record.name) in _BINARY_LOGGERS
+        if binary:
+            _hide_binary(record)
         try:
             message = record.getMessage()
         except Exception:  # bad format args: show what can be shown, still redacted
             message = _lenient_format(record.msg, record.args)
+        if binary:
+            message = _HEX_DUMP.sub("<hex:[redacted]>", message)
         record.msg, record.args = redact_text(message), None
         if isinstance(getattr(record, "message", None), str):  # already formatted elsewhere
             record.message = record.msg
-        for key, value in list(vars(record).items()):
-            if key in _RECORD_ATTRS or key.startswith("_"):
-                continue
-            lowered = key.lower()
-            if isinstance(value, httpx.URL) or ("url" in lowered and isinstance(value, str)):
-                setattr(record, key, redact_text(redact_url(value)))
-            elif isinstance(value, str):
-                setattr(record, key, redact_text(value))
-            elif "header" in lowered and isinstance(value, Mapping | list | tuple):
-                setattr(record, key, redact_headers(value))
         if record.exc_info and not record.exc_text:
             try:
                 lines = traceback.format_exception(*record.exc_info)
@@ -104,6 +173,49 @@ class RedactingFilter(logging.Filter):
             record.exc_text = redact_text(record.exc_text)
         if record.stack_info:
             record.stack_info = redact_text(record.stack_info)
+    except Exception:  # pragma: no cover - last line of defence: keep the record, lose text
+        record.msg, record.args = "[unloggable record: redaction failed]", None
+        record.exc_text = record.stack_info = None
+    setattr(record, _MESSAGE_DONE, True)
+
+
+def _hide_binary(record: logging.LogRecord) -> None:
+    """hpack/h2 records: bytes arguments become `<N bytes>`, logged headers are redacted."""
+    args = record.args
+    if not isinstance(args, tuple) or not args:
+        return
+    values: list[Any] = list(args)
+    pair = isinstance(record.msg, str) and record.msg in _HPACK_PAIR_MESSAGES and len(values) >= 2
+    for i, value in enumerate(values):
+        if pair and i < 2:
+            continue
+        if isinstance(value, bytes | bytearray | memoryview):
+            values[i] = f"<{len(value)} bytes>"
+        elif isinstance(value, tuple) and len(value) == 2:  # hpack's HeaderTuple
+            values[i] = _redacted_pair(value[0], value[1])
+    if pair:
+        values[0], values[1] = _redacted_pair(values[0], values[1])
+    record.args = tuple(values)
+
+
+def _redacted_pair(name: object, value: object) -> tuple[Any, Any]:
+    ((shown_name, shown_value),) = redact_headers([(name, value)]) or [(REDACTED, REDACTED)]
+    if isinstance(name, bytes | bytearray | memoryview):
+        return bytes(name), shown_value.encode("latin-1", "replace")
+    return shown_name, shown_value
+
+
+def _redact_extras(record: logging.LogRecord) -> None:
+    for key, value in list(vars(record).items()):
+        if key in _RECORD_ATTRS or key.startswith("_"):
+            continue
+        lowered = key.lower()
+        if isinstance(value, httpx.URL) or ("url" in lowered and isinstance(value, str)):
+            setattr(record, key, redact_text(redact_url(value)))
+        elif isinstance(value, str):
+            setattr(record, key, redact_text(value))
+        elif "header" in lowered and isinstance(value, Mapping | list | tuple):
+            setattr(record, key, redact_headers(value))
 
 
 _PERCENT_SPEC = re.compile(r"%(?:\((?P<key>[^)]*)\))?[-#0 +]*(?:\*|\d+)?(?:\.(?:\*|\d+))?[a-zA-Z%]")
@@ -149,13 +261,46 @@ def get_logger(name: str) -> logging.Logger:
     return logger
 
 
+class _RedactingRecordFactory:
+    """Wraps the record factory in place: records of `REDACTED_LOGGERS` come out redacted."""
+
+    def __init__(self, previous: Callable[..., logging.LogRecord]) -> None:
+        self.previous = previous
+
+    def __call__(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = self.previous(*args, **kwargs)
+        if _top(getattr(record, "name", None)) in _COVERED:
+            _redact_message(record)
+        return record
+
+
+def _install_record_factory() -> None:
+    with _attach_lock:
+        current = logging.getLogRecordFactory()
+        if not isinstance(current, _RedactingRecordFactory):  # deeper in a chain: marks dedupe
+            logging.setLogRecordFactory(_RedactingRecordFactory(current))
+
+
+def _install_null_handler() -> None:
+    package = logging.getLogger("cf")
+    with _attach_lock:
+        if not any(isinstance(h, logging.NullHandler) for h in package.handlers):
+            package.addHandler(logging.NullHandler())
+
+
 def install_redaction(*logger_names: str) -> None:
     """Attach a `RedactingFilter` to the named loggers (default: `THIRD_PARTY_LOGGERS`).
 
-    cf's client modules call this for the third-party loggers at import.
+    Also (re)installs the redacting record factory if an application replaced
+    it. cf does this for the defaults when `cf.loggingutils` is imported.
     """
+    _install_record_factory()
     for name in logger_names or THIRD_PARTY_LOGGERS:
         _attach(logging.getLogger(name))
+
+
+install_redaction()
+_install_null_handler()
 
 
 def _iso_utc(created: float) -> str:
