@@ -26,6 +26,7 @@ from cf._redact import redact_text, redact_url, register_secret
 
 __all__ = [
     "AUTH_METHODS",
+    "MAX_LIFETIME",
     "AuthMethod",
     "OAuthConfig",
     "Token",
@@ -52,6 +53,15 @@ _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 _HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _MAX_TEXT = 200
+# The token fields registered for redaction as soon as a body holding them is parsed.
+_TOKEN_FIELDS = ("access_token", "refresh_token", "id_token")
+# oauthlib converts these itself (`int(inf)` overflows): it is never shown them.
+_LIFETIME_FIELDS = ("expires_in", "expires_at")
+# `expires_in` as a string: a plain decimal number (RFC 6749 5.1 asks for a number).
+_DECIMAL = re.compile(r"\s*\+?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\s*")
+
+MAX_LIFETIME = 10 * 365 * 24 * 3600.0
+"""The longest token lifetime believed (ten years): a longer `expires_in` is read as this."""
 
 
 # --- the token -----------------------------------------------------------------------------
@@ -159,17 +169,37 @@ def _oauthlib() -> tuple[Any, Any]:
     return BackendApplicationClient, OAuth2Error
 
 
+def _register_tokens(params: Mapping[str, Any]) -> None:
+    """Register every token of a token endpoint answer for redaction, whatever its status."""
+    for field in _TOKEN_FIELDS:
+        value = params.get(field)
+        if isinstance(value, str):
+            register_secret(value)
+
+
+def _for_oauthlib(params: Mapping[str, Any]) -> str:
+    return json.dumps({k: v for k, v in params.items() if k not in _LIFETIME_FIELDS})
+
+
 def parse_error_response(body: bytes) -> TokenProblem | None:
-    """The RFC 6749 5.2 error (`error`, `error_description`) in a token endpoint answer, if any."""
+    """The RFC 6749 5.2 error (`error`, `error_description`) in a token endpoint answer, if any.
+
+    Any token in the body (`access_token`, `refresh_token`, `id_token`) is
+    registered for redaction first, so that an error body echoing one never
+    shows it, whatever the status.
+    """
     params = _json_object(body)
-    if params is None or "error" not in params:
+    if params is None:
+        return None
+    _register_tokens(params)
+    if "error" not in params:
         return None
     BackendApplicationClient, OAuth2Error = _oauthlib()
     try:
-        BackendApplicationClient("").parse_request_body_response(json.dumps(params))
+        BackendApplicationClient("").parse_request_body_response(_for_oauthlib(params))
     except OAuth2Error as exc:
         error, description = _clean(exc.error), _clean(exc.description)
-    except (Warning, ValueError, TypeError, AttributeError):
+    except (Warning, ValueError, TypeError, AttributeError, ArithmeticError, RecursionError):
         error, description = _clean(params.get("error")), _clean(params.get("error_description"))
     else:  # pragma: no cover - oauthlib always raises for an "error" field
         error, description = _clean(params.get("error")), None
@@ -177,15 +207,27 @@ def parse_error_response(body: bytes) -> TokenProblem | None:
 
 
 def _expires_in(value: object) -> float | None:
+    """`expires_in` in seconds, at most `MAX_LIFETIME`; ValueError when it is no lifetime.
+
+    A number or a decimal string; a huge one (`1e400`, `Infinity`, 10**400,
+    `"1e999"`) is read as `MAX_LIFETIME`. Negative, NaN, booleans, other
+    strings and other types raise ValueError; never OverflowError.
+    """
     if value is None:
         return None
-    if isinstance(value, bool):
-        raise ValueError
     if isinstance(value, str):
-        value = float(value.strip())
-    if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ValueError
-    return float(value)
+        if not _DECIMAL.fullmatch(value):
+            raise ValueError("expires_in is not a decimal number")
+        value = float(value)  # too big for a float: inf, never OverflowError
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError("expires_in is not a number")
+    if isinstance(value, int):  # no float(value): a huge int would overflow
+        if value < 0:
+            raise ValueError("expires_in is negative")
+        return float(min(value, int(MAX_LIFETIME)))
+    if math.isnan(value) or value < 0:
+        raise ValueError("expires_in is negative or NaN")
+    return min(value, MAX_LIFETIME)
 
 
 def parse_token_response(
@@ -200,19 +242,21 @@ def parse_token_response(
     oauthlib's `BackendApplicationClient.parse_request_body_response` does the
     RFC 6749 5.1 checks; its scope-changed `Warning` is caught (the granted scope
     ends up in `Token.scope`). A body that is not a JSON object, has no
-    `access_token`, has a `token_type` other than bearer or a bad `expires_in`
-    is a `TokenProblem`. Every access token seen is registered for redaction.
+    `access_token`, has a `token_type` other than bearer or an `expires_in`
+    that is no lifetime (negative, NaN, not a number: see `_expires_in`) is a
+    `TokenProblem`; a lifetime over ten years (`Infinity`, `1e400`) is read as
+    `MAX_LIFETIME`. Every token in the body (access, refresh, id) is
+    registered for redaction before anything else is looked at.
     """
     params = _json_object(body)
     if params is None:
         return TokenProblem("token response is not a JSON object")
+    _register_tokens(params)
     access_token = params.get("access_token")
-    if isinstance(access_token, str):
-        register_secret(access_token)
     BackendApplicationClient, OAuth2Error = _oauthlib()
     client = BackendApplicationClient(client_id)
     try:
-        client.parse_request_body_response(json.dumps(params), scope=requested_scope)
+        client.parse_request_body_response(_for_oauthlib(params), scope=requested_scope)
     except OAuth2Error as exc:
         if "error" in params:
             return TokenProblem("token request refused", _clean(exc.error), _clean(exc.description))
@@ -220,7 +264,7 @@ def parse_token_response(
     except Warning as warning:  # scope changed: the server granted another scope
         if not hasattr(warning, "token"):  # pragma: no cover - not oauthlib's scope warning
             return TokenProblem("malformed token response")
-    except (ValueError, TypeError, AttributeError) as exc:
+    except (ValueError, TypeError, AttributeError, ArithmeticError, RecursionError) as exc:
         return TokenProblem(f"malformed token response ({type(exc).__name__})")
     if not isinstance(access_token, str) or not access_token:
         return TokenProblem("malformed token response: access_token is not a non-empty string")
@@ -232,7 +276,7 @@ def parse_token_response(
         return TokenProblem(f"unsupported token_type {_clean(shown)!r} (expected Bearer)")
     try:
         lifetime = _expires_in(params.get("expires_in"))
-    except (ValueError, TypeError):
+    except ValueError:
         return TokenProblem("malformed token response: expires_in is not a number of seconds")
     granted = params.get("scope")
     if isinstance(granted, list) and all(isinstance(s, str) for s in granted):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -227,11 +228,19 @@ async def test_stampede_of_tasks_one_token_request_and_no_loop_lag(
         async with pool.item() as client:
             return (await client.get(oauth_server.api_url)).status_code
 
-    ticking = asyncio.create_task(ticker())
-    await asyncio.sleep(0.02)
-    results = await asyncio.gather(*(call() for _ in range(1000)))
-    stop.set()
-    await ticking
+    # A full collection of what earlier tests in this worker left on the heap can
+    # stop the loop for 200 ms under coverage; that is not cf's doing, so it is
+    # moved out of the collector's sight for the measurement.
+    gc.collect()
+    gc.freeze()
+    try:
+        ticking = asyncio.create_task(ticker())
+        await asyncio.sleep(0.02)
+        results = await asyncio.gather(*(call() for _ in range(1000)))
+        stop.set()
+        await ticking
+    finally:
+        gc.unfreeze()
     await pool.aclose()
 
     assert results == [200] * 1000

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from cf._oauth import (
+    MAX_LIFETIME,
     OAuthConfig,
     Token,
     TokenProblem,
@@ -241,6 +242,92 @@ def test_error_description_is_shortened_and_redacted() -> None:
     assert problem.error_description is not None
     assert "hunter2" not in problem.error_description
     assert len(problem.error_description) <= 200
+
+
+@pytest.mark.parametrize("status_body_field", ["access_token", "refresh_token", "id_token"])
+def test_tokens_in_an_error_body_are_registered_and_never_shown(status_body_field: str) -> None:
+    token = f"echoed-{status_body_field}-0123456789"
+    raw = body(
+        error="invalid_request",
+        error_description=f"we also issued {token} to you",
+        **{status_body_field: token},
+    )
+    problem = parse_error_response(raw)
+    assert problem is not None and problem.error == "invalid_request"
+    assert problem.error_description is not None
+    assert token not in problem.error_description
+    assert token not in redact_text(f"OAuthError: {raw.decode()} and {token}")
+
+
+def test_tokens_in_a_non_error_body_are_registered_too() -> None:
+    token = "tok-in-an-odd-4xx-body-12345"
+    assert parse_error_response(body(access_token=token, detail="odd")) is None
+    assert token not in redact_text(f"token endpoint answered 400: {token}")
+
+
+def test_refresh_and_id_tokens_of_a_token_response_are_registered() -> None:
+    fields = {"refresh_token": "refresh-tok-abcdef123", "id_token": "eyJhbGciOi.id-tok.sig"}
+    token = parse(body(access_token="tok-registered-2", token_type="Bearer", **fields))
+    assert isinstance(token, Token)
+    for value in fields.values():
+        assert value not in redact_text(f"leaked {value} here")
+
+
+@pytest.mark.parametrize(
+    ("raw_expires_in", "expected"),
+    [
+        pytest.param("Infinity", MAX_LIFETIME, id="Infinity"),
+        pytest.param("1e400", MAX_LIFETIME, id="1e400"),
+        pytest.param("-Infinity", None, id="-Infinity"),
+        pytest.param("NaN", None, id="NaN"),
+        pytest.param("999999999999", MAX_LIFETIME, id="999999999999"),
+        pytest.param("1" + "0" * 400, MAX_LIFETIME, id="huge-int"),
+        pytest.param("-" + "9" * 400, None, id="huge-negative-int"),
+        pytest.param("-1", None, id="-1"),
+        pytest.param('"NaN"', None, id="str-NaN"),
+        pytest.param('"Infinity"', None, id="str-Infinity"),
+        pytest.param('"1e400"', MAX_LIFETIME, id="str-1e400"),
+        pytest.param('"9' + "9" * 400 + '"', MAX_LIFETIME, id="str-huge"),
+        pytest.param('"-1"', None, id="str-negative"),
+        pytest.param('"1_000"', None, id="str-underscore"),
+        pytest.param('" 60.5 "', 60.5, id="str-spaces"),
+        pytest.param("315360000", MAX_LIFETIME, id="ten-years"),
+        pytest.param("315359999", 315359999.0, id="just-under-ten-years"),
+        pytest.param("[60]", None, id="list"),
+        pytest.param("{}", None, id="object"),
+        pytest.param("true", None, id="bool"),
+    ],
+)
+def test_expires_in_never_overflows(raw_expires_in: str, expected: float | None) -> None:
+    raw = (
+        b'{"access_token": "tok-123", "token_type": "Bearer", "expires_in": '
+        + raw_expires_in.encode()
+        + b"}"
+    )
+    result = parse(raw)
+    if expected is None:
+        assert isinstance(result, TokenProblem)
+        assert "expires_in" in result.message
+    else:
+        assert isinstance(result, Token)
+        assert result.expires_in == expected
+        assert result.refresh_at(60) is not None and result.expires_at is not None
+        repr(result)
+
+
+@pytest.mark.parametrize("expires_at", ["1e400", "Infinity", "NaN", "-1", '"soon"', "9" * 400])
+def test_expires_at_is_never_handed_to_oauthlib(expires_at: str) -> None:
+    raw = b'{"access_token": "tok-123", "expires_in": 60, "expires_at": ' + expires_at.encode()
+    result = parse(raw + b"}")
+    assert isinstance(result, Token) and result.expires_in == 60.0
+
+
+@pytest.mark.parametrize("expires_in", ["1e400", "Infinity", "NaN", "-1", "9" * 400])
+def test_error_responses_with_odd_lifetimes(expires_in: str) -> None:
+    raw = b'{"error": "invalid_client", "expires_in": ' + expires_in.encode() + b"}"
+    assert parse_error_response(raw) == TokenProblem("token request refused", "invalid_client")
+    result = parse(raw)
+    assert isinstance(result, TokenProblem) and result.error == "invalid_client"
 
 
 # --- creation checks ---------------------------------------------------------------------------

@@ -20,12 +20,22 @@ from typing import Any
 
 import httpx
 
+from cf import _otel
 from cf._async._token import AsyncTokenManager
-from cf._async._token_store import AsyncInMemoryTokenStore, AsyncTokenStore
+from cf._async._token_store import (
+    AsyncBindableTokenStore,
+    AsyncInMemoryTokenStore,
+    AsyncTokenStore,
+)
 from cf._async._transport import AsyncRetryTransport
 from cf._backoff import RetryBudget, RetryEvent, RetryPolicy, Stop
 from cf._call import CALL, Call, error_for
-from cf._exceptions import DeadlineExceeded, OAuthError
+from cf._exceptions import (
+    DeadlineExceeded,
+    HTTPAioTimeoutError,
+    HTTPAioTransportError,
+    OAuthError,
+)
 from cf._oauth import (
     AuthMethod,
     OAuthConfig,
@@ -68,6 +78,20 @@ class _FetchCutShort(BaseException):
     def __init__(self, error: DeadlineExceeded) -> None:
         super().__init__(str(error))
         self.error = error
+
+
+def _outcome(exc: OAuthError) -> str:
+    """How a token request failed, for the `cf.oauth.token_requests` counter."""
+    cause = exc.__cause__
+    if exc.error:
+        return "refused"  # an RFC 6749 error response
+    if isinstance(cause, HTTPAioTimeoutError):
+        return "timeout"
+    if isinstance(cause, HTTPAioTransportError):
+        return "transport_error"
+    if exc.status is not None:
+        return "failure_status"
+    return "malformed"
 
 
 def _out_of_time(call: Call) -> bool:
@@ -142,6 +166,16 @@ class AsyncClientCredentialsAuth(httpx.Auth):
         self._clock = clock or time.monotonic
         self._random = random or _random.random
         self._warned_insecure: set[str] = set()
+        if isinstance(token_store, AsyncBindableTokenStore):
+            # A shared store (Redis) derives its encryption key from the secret and sizes
+            # its refresh lock to outlive one token request.
+            timeout = client.timeout if client is not None else httpx.Timeout(5.0)
+            parts = (timeout.connect, timeout.write, timeout.read)
+            token_store.bind(
+                self._config.store_key,
+                client_secret=client_secret,
+                request_timeout=None if None in parts else sum(p for p in parts if p),
+            )
         self._tokens = AsyncTokenManager(
             self._fetch,
             store=token_store,
@@ -155,6 +189,7 @@ class AsyncClientCredentialsAuth(httpx.Auth):
 
     @property
     def client_id(self) -> str:
+        """The OAuth client id."""
         return self._config.client_id
 
     @property
@@ -193,6 +228,8 @@ class AsyncClientCredentialsAuth(httpx.Auth):
     async def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        """httpx's auth flow: the bearer on `request`; after a 401 from where it was sent,
+        one replay with a new token (when the body can be sent again)."""
         if not self._bearer_allowed(request.url):
             yield request
             return
@@ -266,6 +303,21 @@ class AsyncClientCredentialsAuth(httpx.Auth):
         return self._client
 
     async def _fetch(self, deadline: float | None = None) -> Token:
+        """`_request_token`, counted and timed for OpenTelemetry by its outcome."""
+        started = time.perf_counter()
+        outcome = "success"
+        try:
+            return await self._request_token(deadline)
+        except OAuthError as exc:
+            outcome = _outcome(exc)
+            raise
+        except BaseException:
+            outcome = "interrupted"
+            raise
+        finally:
+            _otel.token_request(outcome, time.perf_counter() - started, self.token_url)
+
+    async def _request_token(self, deadline: float | None = None) -> Token:
         """One token request (retried by the transport); OAuthError when it fails.
 
         `deadline`: what the fetching caller has left, where its fetch is its own

@@ -10,7 +10,6 @@ cookies of the API client), and the bearer is limited to the origin of
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -18,14 +17,13 @@ import httpx
 from cf._async._auth import AsyncClientCredentialsAuth
 from cf._async._client import HTTPAio
 from cf._async._pool import HTTPAioPool
-from cf._async._token_store import AsyncTokenStore
-from cf._oauth import AuthMethod, Token
-from cf._options import check_bool, origin_of, pool_limits
+from cf._oauth import Token
+from cf._options import OAUTH_OPTIONS, check_bool, origin_of, pool_limits
 
 if TYPE_CHECKING:
     from typing_extensions import Self, Unpack
 
-    from cf._async._types import ClientOptions, OAuthClientOptions
+    from cf._async._types import OAuthClientOptions
 
 __all__ = ["OAuthHTTPAio"]
 
@@ -38,29 +36,17 @@ class OAuthHTTPAio(HTTPAio):
     and the README for every option and its default.
     """
 
-    def __init__(
-        self,
-        *,
-        client_id: str,
-        client_secret: str,
-        authorize_url: str | httpx.URL,
-        scope: str | Iterable[str] | None = None,
-        audience: str | None = None,
-        extra_params: Mapping[str, str] | None = None,
-        auth_method: AuthMethod = "client_secret_basic",
-        refresh_margin: float = 60.0,
-        token_store: AsyncTokenStore | None = None,
-        token_origins: Iterable[str] | None = None,
-        token_headers: Any = None,
-        allow_insecure_http: bool = False,
-        **options: Unpack[ClientOptions],
-    ) -> None:
+    def __init__(self, **options: Unpack[OAuthClientOptions]) -> None:
+        oauth: dict[str, Any] = {k: options.pop(k) for k in OAUTH_OPTIONS if k in options}  # type: ignore[misc]
+        missing = [k for k in ("client_id", "client_secret", "authorize_url") if k not in oauth]
+        if missing:
+            raise TypeError(f"missing required keyword argument(s): {', '.join(missing)}")
         if "auth" in options:
             raise TypeError("OAuthHTTPAio sets its own auth; give auth= per call to override it")
-        check_bool("allow_insecure_http", allow_insecure_http)
-        super().__init__(**options)
-        if token_origins is None and self._base_url.host:
-            token_origins = [origin_of(self._base_url)]
+        check_bool("allow_insecure_http", oauth.get("allow_insecure_http", False))
+        super().__init__(**options)  # type: ignore[misc]
+        if oauth.get("token_origins") is None and self._base_url.host:
+            oauth["token_origins"] = [origin_of(self._base_url)]
         token_client = httpx.AsyncClient(
             transport=self._transport,
             mounts=self._mounts,
@@ -69,18 +55,8 @@ class OAuthHTTPAio(HTTPAio):
             trust_env=False,
         )
         self._auth = AsyncClientCredentialsAuth(
-            client_id=client_id,
-            client_secret=client_secret,
-            token_url=authorize_url,
-            scope=scope,
-            audience=audience,
-            extra_params=extra_params,
-            auth_method=auth_method,
-            refresh_margin=refresh_margin,
-            token_store=token_store,
-            token_origins=token_origins,
-            token_headers=token_headers,
-            allow_insecure_http=allow_insecure_http,
+            token_url=oauth.pop("authorize_url"),
+            **oauth,
             client=token_client,
             retry_policy=self._settings.policy,
             retry_budget=self._settings.budget,
@@ -116,6 +92,7 @@ class OAuthHTTPAio(HTTPAio):
 
     @property
     def client_id(self) -> str:
+        """The OAuth client id."""
         return self._auth.client_id
 
     @property

@@ -13,7 +13,7 @@ import logging
 import math
 from collections.abc import Awaitable, Callable
 
-from cf._async._token_store import AsyncTokenStore
+from cf._async._token_store import AsyncTokenInvalidator, AsyncTokenStore
 from cf._exceptions import OAuthError
 from cf._oauth import Token, refresh_pause
 from cf._redact import register_secret
@@ -66,7 +66,15 @@ class AsyncTokenManager:
         return await self._flight.run(lambda: self._refresh(bound), timeout=timeout)
 
     async def invalidate(self, token: Token) -> None:
-        """Forget `token` if it is still the stored one (the API rejected it)."""
+        """Forget `token` if it is still the stored one (the API rejected it).
+
+        A store that can compare and delete atomically (`AsyncTokenInvalidator`,
+        Redis) does it in one step; otherwise under the store's lock.
+        """
+        if isinstance(self._store, AsyncTokenInvalidator):
+            if await self._store.invalidate(self._key, token):
+                self._pause_until = -math.inf
+            return
         async with self._store.lock(self._key):
             current = await self._store.get(self._key)
             if current is not None and current.access_token == token.access_token:

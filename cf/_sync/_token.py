@@ -14,7 +14,7 @@ import logging
 import math
 from collections.abc import Callable
 
-from cf._sync._token_store import TokenStore
+from cf._sync._token_store import TokenInvalidator, TokenStore
 from cf._exceptions import OAuthError
 from cf._oauth import Token, refresh_pause
 from cf._redact import register_secret
@@ -67,7 +67,15 @@ class TokenManager:
         return self._flight.run(lambda: self._refresh(bound), timeout=timeout)
 
     def invalidate(self, token: Token) -> None:
-        """Forget `token` if it is still the stored one (the API rejected it)."""
+        """Forget `token` if it is still the stored one (the API rejected it).
+
+        A store that can compare and delete atomically (`TokenInvalidator`,
+        Redis) does it in one step; otherwise under the store's lock.
+        """
+        if isinstance(self._store, TokenInvalidator):
+            if self._store.invalidate(self._key, token):
+                self._pause_until = -math.inf
+            return
         with self._store.lock(self._key):
             current = self._store.get(self._key)
             if current is not None and current.access_token == token.access_token:

@@ -622,3 +622,35 @@ def test_concurrent_callers_share_the_error(oauth_server: OAuthServer) -> None:
         results = run_concurrently_in_threads(*[call] * 20)
     assert all(isinstance(r, OAuthError) and r.error == "invalid_client" for r in results)
     assert oauth_server.token_requests == 1
+
+
+@pytest.mark.parametrize("lifetime", ["Infinity", "1e400", "999999999999", "1" + "0" * 400])
+def test_an_overflowing_lifetime_is_a_very_long_one(
+    oauth_server: OAuthServer, lifetime: str
+) -> None:
+    oauth_server.mode = "raw"
+    oauth_server.raw_body = (
+        b'{"access_token": "tok-long-1", "token_type": "Bearer", "expires_in": '
+        + lifetime.encode()
+        + b"}"
+    )
+    with oauth(oauth_server) as client:
+        assert (client.get(oauth_server.api_url)).status_code == 200
+        token = client.token()
+    assert token.expires_in is not None and token.expires_in >= 365 * 24 * 3600
+    assert oauth_server.token_requests == 1
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 500])
+def test_a_token_in_an_error_body_never_shows(oauth_server: OAuthServer, status: int) -> None:
+    oauth_server.mode = "raw"
+    oauth_server.raw_status = status
+    oauth_server.raw_body = (
+        b'{"error": "invalid_request", "error_description": "echo leaked-tok-77 sk-9",'
+        b' "access_token": "leaked-tok-77", "refresh_token": "sk-9"}'
+    )
+    with oauth(oauth_server, retries=0) as client:
+        with pytest.raises(OAuthError) as info:
+            client.get(oauth_server.api_url)
+    texts = [str(info.value), repr(info.value), info.value.error_description or ""]
+    assert all("leaked-tok-77" not in t and "sk-9" not in t for t in texts), texts

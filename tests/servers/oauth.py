@@ -55,6 +55,7 @@ Mode = Literal[
     "no_access_token",
     "wrong_token_type",
     "temporarily_unavailable",
+    "raw",
 ]
 MODES: tuple[str, ...] = get_args(Mode)
 
@@ -85,6 +86,8 @@ class TokenRequest:
     authorization: str | None
     time: float  # time.monotonic() on arrival
     auth_method: str | None  # "client_secret_basic", "client_secret_post" or None
+    headers: list[tuple[str, str]] = field(default_factory=list)  # every header, as received
+    query: str = ""
 
     @property
     def scope(self) -> str | None:
@@ -127,7 +130,7 @@ class OAuthServer:
     Knobs (plain attributes, reset before each test by the fixture):
     `latency`, `expires_in`, `mode`, `fail_first`, `fail_status`,
     `fail_retry_after`, `reject_all_tokens`, `grant_scope`, `client_id`,
-    `client_secret`.
+    `client_secret`, `raw_status` and `raw_body` (mode "raw").
     """
 
     def __init__(self) -> None:
@@ -148,6 +151,10 @@ class OAuthServer:
         self.grant_scope: str | None = None  # grant this scope instead of the requested one
         self.client_id: str = "id"  # the valid credentials
         self.client_secret: str = "secret"
+        # mode "raw": the token endpoint answers this status and body as they are; an
+        # access_token in the body (JSON, Infinity allowed) becomes a valid token.
+        self.raw_status: int = 200
+        self.raw_body: bytes = b""
         with self._state.lock:
             self._state.token_log.clear()
             self._state.api_log.clear()
@@ -381,7 +388,16 @@ class OAuthApp:
             auth_method = None
         state = self.server._state
         with state.lock:
-            state.token_log.append(TokenRequest(form, authorization, received, auth_method))
+            state.token_log.append(
+                TokenRequest(
+                    form,
+                    authorization,
+                    received,
+                    auth_method,
+                    headers=decode_headers(scope),
+                    query=scope.get("query_string", b"").decode("latin-1"),
+                )
+            )
             number = len(state.token_log)
         if gone:
             return
@@ -401,6 +417,11 @@ class OAuthApp:
         elif mode == "no_access_token":
             payload = {"token_type": "Bearer", "expires_in": 3600}
             await send_response(send, 200, json_body(payload), [], "application/json")
+        elif mode == "raw":
+            self._accept_raw_token()
+            await send_response(
+                send, self.server.raw_status, self.server.raw_body, [], "application/json"
+            )
         elif mode == "temporarily_unavailable":
             payload = {
                 "error": "temporarily_unavailable",
@@ -409,6 +430,21 @@ class OAuthApp:
             await send_response(send, 503, json_body(payload), [], "application/json")
         else:
             await self._oauthlib_token(scope, text, headers, send)
+
+    def _accept_raw_token(self) -> None:
+        """The access token of a raw answer is valid for the API (until revoked)."""
+        import json
+
+        try:
+            value = json.loads(self.server.raw_body)
+        except ValueError:
+            return
+        token = value.get("access_token") if isinstance(value, dict) else None
+        if isinstance(token, str) and token:
+            state = self.server._state
+            with state.lock:
+                state.tokens[token] = _Token([], None)
+                state.issued.append(token)
 
     async def _oauthlib_token(
         self, scope: Scope, body: str, headers: dict[str, str], send: Send
