@@ -10,6 +10,11 @@ Variants (`VARIANTS`):
 - `sync`: `httpx.Client` against `HTTP`.
 
 Every cf client is built by `cf_client`: the one place that chooses engines.
+
+Servers beyond the wire server (TLS, HTTP/2, nginx, proxies, ...) take part
+through `Probe`s: each is reset before a side runs and asked afterwards what its
+server saw (handshakes, SNI, client certificates, proxied requests, access-log
+lines), which becomes part of that side's outcome.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import re
 import ssl
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -35,21 +41,27 @@ from tests.servers.wire import WireRecord, WireServer
 
 __all__ = [
     "ASYNC_VARIANTS",
+    "PROXY_ENV",
     "VARIANTS",
     "VOLATILE_HEADERS",
     "Call",
     "Case",
     "Ctx",
+    "Probe",
     "cf_client",
     "cookie_jar",
     "differences",
     "describe_error",
     "normalise",
+    "prepare_environment",
     "raw_client",
     "run_case",
 ]
 
 VARIANTS = ("async-default", "async-httpx", "sync")
+# The proxy variables httpx reads (any case): cleared for every case, so that the
+# machine's own proxies do not send requests elsewhere.
+PROXY_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 ASYNC_VARIANTS = ("async-default", "async-httpx")
 
 # Response headers whose values change from one response to the next: dropped
@@ -190,7 +202,8 @@ class Call:
 class Case:
     """Calls made in order on one client built with `client` options on both sides.
 
-    `cf`: options given to cf alone (say why in the case). `min_elapsed`: compare
+    `cf`: options given to cf alone, over `client` (say why in the case), a mapping
+    or a function of the `Ctx` as `client` is. `min_elapsed`: compare
     `elapsed` too, which must reach it (when it is None, `elapsed` is not compared).
     `network_stream`: compare whether `response.extensions` has `network_stream`
     (the other extensions are always compared). `limit`: each side must end within
@@ -202,11 +215,16 @@ class Case:
     environment variables set while it runs (values may name servers, as URLs do).
     `loop_per_call`: async calls each run by `loop.run_until_complete` on one loop
     that does not run between them (the seed's first example), not in one task.
+    `servers`: the servers beyond the default ones that the case names (keys of
+    `tests.parity.network.SERVERS`: they start for it and their probes report).
+    `warnings`: `filterwarnings` marks for the case (each says why where it is set).
+    `errors_alike`: httpx error classes compared as one, where the server's timing
+    decides between them (say why in the case).
     """
 
     calls: tuple[Call, ...]
     client: Kwargs = field(default_factory=dict)
-    cf: Mapping[str, Any] = field(default_factory=dict)
+    cf: Kwargs = field(default_factory=dict)
     variants: tuple[str, ...] = VARIANTS
     min_elapsed: float | None = None
     network_stream: bool = False
@@ -215,6 +233,30 @@ class Case:
     loop_per_call: bool = False
     limit: float = 10.0
     xfail: Mapping[str, str] = field(default_factory=dict)
+    servers: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    errors_alike: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A server's side of a case: `reset()` before each side runs, `observe(case)`
+    after it, what the server saw (plain data, compared with the other side's)."""
+
+    reset: Callable[[], None]
+    observe: Callable[[Case], Any]
+
+
+def prepare_environment(case: Case, urls: Mapping[str, str], monkeypatch: Any) -> None:
+    """The process environment `case` runs in: no proxy variables but the case's own
+    `env` (its values may name servers), no `hide_modules`."""
+    for module in case.hide_modules:
+        monkeypatch.setitem(sys.modules, module, None)  # `import module` raises ImportError
+    for name in PROXY_ENV:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    for name, value in case.env.items():
+        monkeypatch.setenv(name, value.format(**urls))
 
 
 # -- running -------------------------------------------------------------------------
@@ -281,8 +323,11 @@ def _run_loop_per_call(client: Any, case: Case, ctx: Ctx) -> dict[str, Any]:
     try:
         calls = []
         for call in case.calls:
-            step = asyncio.wait_for(_call_async(client, call, ctx, case), case.limit)
-            calls.append(loop.run_until_complete(step))
+            # The call is the loop's first task, as in the seed's example: no
+            # `wait_for` around it, whose extra task would let the loop handle the
+            # server's close before the call reaches the pool (`limit` is checked
+            # afterwards, pytest-timeout stops a hang).
+            calls.append(loop.run_until_complete(_call_async(client, call, ctx, case)))
             time.sleep(call.pause)  # the loop does not run meanwhile
         cookies = _jar(cookie_jar(client))
         loop.run_until_complete(client.aclose())
@@ -302,7 +347,7 @@ def _run_side(
         if side == "raw":
             client: Any = raw_client(variant, **options)
         else:
-            client = cf_client(variant, **options, **case.cf)
+            client = cf_client(variant, **{**options, **_resolve(case.cf, ctx)})
     except Exception as exc:  # the options are refused at creation
         return {"create": describe_error(exc)}, time.monotonic() - started
     if not ctx.is_async:
@@ -322,15 +367,31 @@ def _run_side(
 
 
 def run_case(
-    case: Case, variant: str, urls: Mapping[str, str], wire: WireServer
+    case: Case,
+    variant: str,
+    urls: Mapping[str, str],
+    wire: WireServer,
+    probes: Mapping[str, Probe] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(raw outcome, cf outcome) of `case` in `variant`, normalised: equal means parity."""
+    """(raw outcome, cf outcome) of `case` in `variant`, normalised: equal means parity.
+
+    Each of `probes` is reset before each side and its observation kept in the
+    side's outcome under `seen`."""
+    probes = probes or {}
     outcomes = []
     for side in ("raw", "cf"):
+        for probe in probes.values():
+            probe.reset()
         outcome, seconds = _run_side(side, case, variant, urls)
         outcome["ended within limit"] = seconds <= case.limit
         outcome["connections closed with the client"] = wire.settle()
         outcome["wire"] = _wire(wire.take())
+        if probes:
+            outcome["seen"] = {name: probe.observe(case) for name, probe in probes.items()}
+        if case.errors_alike:
+            for described in outcome.get("calls", ()):
+                if described.get("error") in case.errors_alike:
+                    described["error"] = " or ".join(case.errors_alike)
         outcomes.append(normalise(outcome, urls))
     return outcomes[0], outcomes[1]
 
@@ -376,7 +437,7 @@ def describe_response(response: httpx.Response, body: Any, case: Case) -> dict[s
         "history": [(r.status_code, str(r.url)) for r in response.history],
         "next_request": None
         if next_request is None
-        else (next_request.method, str(next_request.url)),
+        else (next_request.method, str(next_request.url), list(next_request.headers.raw)),
         "extensions": {
             k: v if isinstance(v, bytes) else "<present>" for k, v in sorted(extensions.items())
         },
@@ -454,8 +515,11 @@ _DIGEST = re.compile(r'\b(nonce|cnonce|response|opaque)="[^"]*"')
 def normalise(value: Any, urls: Mapping[str, str]) -> Any:
     """`value` with what must differ between two runs hidden: each server's
     `127.0.0.1:PORT` becomes `<name>`, multipart boundaries `<boundary>`, Digest
-    auth's random parameters `<random>`. Containers are walked."""
-    ports = {url.rsplit(":", 1)[1]: f"<{name}>" for name, url in urls.items()}
+    auth's random parameters `<random>`. Containers are walked. Entries of `urls`
+    that are not loopback URLs (file paths) are left alone."""
+    ports = {
+        m[1]: f"<{name}>" for name, url in urls.items() if (m := _ADDRESS.search(url)) is not None
+    }
 
     def text(s: str) -> str:
         if "Digest " in s:

@@ -3,7 +3,6 @@ httpx and through cf, in every variant (async on each engine, sync)."""
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import pytest
@@ -11,9 +10,15 @@ import pytest
 from tests.servers.wire import WireServer
 
 from .cases import CASES
-from .harness import VARIANTS, Call, Case, differences, normalise, run_case
-
-PROXY_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+from .harness import (
+    VARIANTS,
+    Call,
+    Case,
+    differences,
+    normalise,
+    prepare_environment,
+    run_case,
+)
 
 
 def _params() -> list[Any]:
@@ -34,13 +39,7 @@ def test_parity(
     wire_server: WireServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for module in case.hide_modules:
-        monkeypatch.setitem(sys.modules, module, None)  # `import module` raises ImportError
-    for name in PROXY_ENV:  # the machine's own proxies would send httpx elsewhere
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
-    for name, value in case.env.items():
-        monkeypatch.setenv(name, value.format(**urls))
+    prepare_environment(case, urls, monkeypatch)
     raw, cf = run_case(case, variant, urls, wire_server)
     diff = differences(raw, cf)
     assert not diff, "cf differs from httpx:\n" + "\n".join(diff)

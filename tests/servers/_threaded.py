@@ -83,7 +83,7 @@ class ServerThread:
         finally:
             self._started.set()  # never leave start() waiting
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 30.0) -> None:
         loop, thread = self._loop, self._thread
         if loop is not None and thread is not None and thread.is_alive():
             try:

@@ -20,6 +20,8 @@
   requiring Basic authentication (`TinyProxy`).
 - `socks5_proxy`, `socks5_auth_proxy`: microsocks SOCKS5 proxies, the second one
   requiring a username and password (`MicroSocks`).
+- `redis_server`: a real redis-server on a free loopback port (`tests.servers.redis`),
+  skipped when the binary is missing unless `CF_REQUIRE_PROGRAMS=1`.
 
 Servers start once per session, when a test first needs them, each in its own
 thread and event loop (the programs: in their own process); the function-scoped
@@ -30,6 +32,7 @@ not installed skips its tests, or fails them when `CF_REQUIRE_PROGRAMS=1`.
 from __future__ import annotations
 
 import contextlib
+import os
 import select
 import socket
 import ssl
@@ -46,6 +49,7 @@ from .hostile import HostileServer, HostileState, hostile_serve
 from .oauth import SERVER_THREAD_NAME, OAuthApp, OAuthServer
 from .programs import MicroSocks, Nginx, Program, TinyProxy, require_program
 from .raw import RawServer, RawServerState, raw_serve
+from .redis import RedisServer, find_redis_server
 from .tls import (
     TLSAppServer,
     TLSFiles,
@@ -71,6 +75,7 @@ __all__ = [
     "nginx_server",
     "oauth_server",
     "raw_server",
+    "redis_server",
     "refused_url",
     "self_signed_server",
     "server",
@@ -449,3 +454,26 @@ def socks5_auth_proxy(_socks5_auth_session: MicroSocks) -> MicroSocks:
     """microsocks requiring a username and password (`url_with_credentials`)."""
     _socks5_auth_session.reset()
     return _socks5_auth_session
+
+
+@pytest.fixture(scope="session")
+def _redis_server_session() -> Iterator[RedisServer]:
+    binary = find_redis_server()
+    if binary is None:
+        message = "redis-server is not installed (apt-get install redis-server)"
+        if os.environ.get("CF_REQUIRE_PROGRAMS") == "1":
+            pytest.fail(f"{message}, and CF_REQUIRE_PROGRAMS=1 requires it")
+        pytest.skip(message)
+    redis = RedisServer(binary)
+    redis.start()
+    try:
+        yield redis
+    finally:
+        redis.close()
+
+
+@pytest.fixture
+def redis_server(_redis_server_session: RedisServer) -> RedisServer:
+    """A real redis-server on 127.0.0.1: running, answering and empty for this test."""
+    _redis_server_session.reset()
+    return _redis_server_session
