@@ -280,7 +280,12 @@ def _usage(
     parser: argparse.ArgumentParser, message: str, stderr: IO[str], secret: str | None
 ) -> int:
     text = f"{parser.prog}: error: {_printable(message)} (see '{parser.prog} --help')\n"
-    stderr.write(text.replace(secret, "[redacted]") if secret else text)
+    if secret:
+        from cf._redact import redact_text, register_secret
+
+        register_secret(secret, permanent=True)  # redacted as a value, not inside words
+        text = redact_text(text)
+    stderr.write(text)
     stderr.flush()
     return EXIT_USAGE
 

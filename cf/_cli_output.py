@@ -67,8 +67,13 @@ class Reporter:
     # stderr ------------------------------------------------------------------------
 
     def scrub(self, text: str) -> str:
+        """`text` with the client secret (and every other known secret) redacted as a
+        value, never inside ordinary words (`client_secret` stays)."""
         if self.secret:
-            text = text.replace(self.secret, "[redacted]")
+            from cf._redact import redact_text, register_secret
+
+            register_secret(self.secret, permanent=True)
+            text = redact_text(text)
         return text
 
     def line(self, text: str) -> None:

@@ -77,6 +77,11 @@ def _fields(options: list[Option]) -> str:
     return "\n".join(lines)
 
 
+def _names(options: list[Option]) -> str:
+    text = ", ".join(f"`{o.name}`" for o in options)
+    return "\n".join("    " + line for line in textwrap.wrap(text, width=88))
+
+
 def types_source() -> str:
     call = [o for o in OPTIONS if o.scope == "call"]
     creation = [o for o in OPTIONS if o.scope in ("call", "creation")]
@@ -87,16 +92,16 @@ def types_source() -> str:
         _HEAD,
         "\nclass ClientOptions(TypedDict, total=False):",
         '    """Keyword arguments of `HTTPAio.create()` and `create_pool()`: the defaults of'
-        ' every call."""\n',
+        " every call.\n\n" + _names(creation) + '\n    """\n',
         _fields(creation),
         "\n\nclass RequestOptions(TypedDict, total=False):",
         '    """Keyword arguments of every request method of `HTTPAio`: they override the'
-        ' client\'s\n    defaults for this call."""\n',
+        " client's\n    defaults for this call.\n\n" + _names(request) + '\n    """\n',
         _fields(request),
-        "\n\nclass OAuthClientOptions(ClientOptions, total=False):",
+        "\n\nclass OAuthClientOptions(TypedDict, total=False):",
         '    """Keyword arguments of `OAuthHTTPAio.create()` and `create_pool()`: the OAuth'
-        ' settings\n    and every client option."""\n',
-        _fields(oauth),
+        " settings\n    and every client option.\n\n" + _names(oauth + creation) + '\n    """\n',
+        _fields(oauth + creation),
         "",
     ]
     return "\n".join(parts)

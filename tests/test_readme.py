@@ -25,11 +25,19 @@ def test_readme_has_examples() -> None:
     assert len(BLOCKS) >= 10
 
 
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
 @pytest.mark.parametrize("block", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
-def test_readme_example_runs(block: str, server: AppServer, oauth_server: OAuthServer) -> None:
+def test_readme_example_runs(
+    block: str, server: AppServer, oauth_server: OAuthServer, request: pytest.FixtureRequest
+) -> None:
     code = block.replace("http://127.0.0.1:8000", server.url).replace(
         "http://127.0.0.1:9000", oauth_server.url
     )
+    if REDIS_URL in code:  # the examples of a shared token store: a real redis-server
+        redis_server = request.getfixturevalue("redis_server")
+        code = code.replace(REDIS_URL, redis_server.url)
     result = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
