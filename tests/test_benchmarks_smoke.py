@@ -50,3 +50,24 @@ def test_benchmark_quick_run_prints_the_table() -> None:
     assert "### Ratios" in out
     assert "## Retry amplification" in out
     assert "## Import time" in out
+
+
+def test_resilience_benchmark_runs() -> None:
+    script = RUN.parent / "resilience.py"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            "--calls=300",
+            "--in-flight=20",
+            "--tail-calls=200",
+            "--otel-calls=50",
+            "--otel-rounds=1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    assert done.returncode == 0, done.stderr
+    for heading in ("## Outage", "Recovery:", "## Tail", "## OpenTelemetry"):
+        assert heading in done.stdout, heading
