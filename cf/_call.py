@@ -38,11 +38,11 @@ from cf._exceptions import (
     HTTPAioTimeoutError,
     HTTPAioTransportError,
 )
-from cf._redact import redact_text, redact_url
+from cf._redact import redact_exception_chain, redact_text, redact_url
 from cf._trace import TraceInfo, otel_headers
 from cf.loggingutils import install_redaction
 
-__all__ = ["CALL", "DEADLINE", "Call", "classify", "error_for"]
+__all__ = ["CALL", "DEADLINE", "Call", "classify", "error_for", "has_header"]
 
 CALL = "cf.call"
 """The request extension that holds a call's `Call`."""
@@ -65,7 +65,7 @@ class Call:
         "deadline",
         "final",
         "hedge",
-        "idempotency_key",
+        "request",
         "method",
         "on_retry",
         "passthrough",
@@ -74,6 +74,7 @@ class Call:
         "random",
         "replayable",
         "retried",
+        "spans",
         "started",
         "stop",
         "timeout",
@@ -125,11 +126,14 @@ class Call:
         # Failure statuses returned at once, never retried by the attempt loop: a
         # 401 answering a bearer goes to the OAuth flow, which replays it once.
         self.passthrough: frozenset[int] = frozenset()
+        # OpenTelemetry: attempts that ended, whose spans wait for the loop's decision
+        # (a retry, a budget refusal) before they end: (span, response, exception).
+        self.spans: list[tuple[Any, httpx.Response | None, BaseException | None]] = []
         self.trace_id: str | None = None
         self.timeout: dict[str, float | None] | None = None
         self.method = ""
         self.url: httpx.URL | None = None
-        self.idempotency_key = False
+        self.request: httpx.Request | None = None  # the attempt's (for the Idempotency-Key)
 
     # The clock ---------------------------------------------------------------
 
@@ -161,7 +165,7 @@ class Call:
             self.timeout = request.extensions.get("timeout") or {}
         if self.replayable is None:
             self.replayable = isinstance(request.stream, httpx.ByteStream)
-        self.idempotency_key = "idempotency-key" in request.headers
+        self.request = request
         self.fit_timeouts(request)
         trace = self.trace
         if trace is not None:
@@ -210,7 +214,7 @@ class Call:
             method=self.method,
             failure=failure,
             status=status,
-            idempotency_key=self.idempotency_key,
+            idempotency_key=self.idempotency_key,  # looked up only when deciding
             replayable=bool(self.replayable),
             retry_after=retry_after,
             remaining=self.remaining(),
@@ -229,6 +233,11 @@ class Call:
         else:
             self.stop = decision.stop
         return decision
+
+    @property
+    def idempotency_key(self) -> bool:
+        """Whether the request carries an `Idempotency-Key` header (makes POST retryable)."""
+        return self.request is not None and "idempotency-key" in self.request.headers
 
     def deadline_exceeded(self, request: httpx.Request) -> DeadlineExceeded:
         """The httpx-level error of a call whose deadline ran out."""
@@ -357,6 +366,17 @@ class Call:
         )
 
 
+def _has_header(raw: list[tuple[bytes, bytes]], name: bytes) -> bool:
+    """Whether a header is there, from the raw pairs (`name in httpx.Headers` decodes
+    every header to find the encoding, each time)."""
+    return any(key.lower() == name for key, _ in raw)
+
+
+def has_header(message: httpx.Request | httpx.Response, name: bytes) -> bool:
+    """`name` (lowercase bytes) among the message's headers: the cheap way."""
+    return _has_header(message.headers.raw, name)
+
+
 def _shrink(value: float | None, remaining: float) -> float:
     return max(min(value, remaining) if value is not None else remaining, 0.001)
 
@@ -403,7 +423,13 @@ def _is_certificate_failure(exc: BaseException) -> bool:
 def error_for(
     exc: httpx.HTTPError, call: Call | None, request: httpx.Request | None
 ) -> HTTPAioException:
-    """cf's exception for an httpx error that ended a call (raised `from exc`)."""
+    """cf's exception for an httpx error that ended a call (raised `from exc`).
+
+    The httpx exception and everything chained behind it (aiohttp's, the request
+    it carries) are redacted in place first: a printed traceback or
+    `logger.exception` shows no secret.
+    """
+    redact_exception_chain(exc)
     details = call._details(request) if call is not None else _bare_details(request)
     stop = call.stop if call is not None else None
     if isinstance(exc, DeadlineExceeded):

@@ -46,7 +46,18 @@ __all__ = [
 
 
 class HTTPAioException(Exception):
-    """Base class of every error the cf clients raise (not of bad-argument errors)."""
+    """Base class of every error the cf clients raise (not of bad-argument errors).
+
+    Attributes:
+        message: What went wrong, without the details below (redacted).
+        method: The request method.
+        url: The request URL, credentials and secret query values redacted.
+        status: The last response's status, or None when none arrived.
+        response: The last response (its body read), or None.
+        attempts: Attempts made (0 for a call refused before any, e.g. an open circuit).
+        trace_id: The call's W3C trace id, or None when no trace was propagated.
+        retry_budget_exhausted: True when the retry budget stopped the retries.
+    """
 
     def __init__(
         self,
@@ -100,7 +111,11 @@ def _rebuild(
 
 
 class HTTPAioStatusError(HTTPAioException):
-    """The last attempt's response had a status in `failure_statuses`; see `.response`."""
+    """The last attempt's response had a status in `failure_statuses`.
+
+    Attributes:
+        response: That response, its body read.
+    """
 
     response: httpx.Response
 
@@ -119,7 +134,8 @@ class HTTPAioTimeoutError(HTTPAioTransportError):
 class HTTPAioCircuitOpenError(HTTPAioTransportError):
     """The origin's circuit breaker is open: the call failed at once and nothing was sent.
 
-    `retry_after` is the number of seconds until the breaker lets a probe through.
+    Attributes:
+        retry_after: Seconds until the breaker lets a probe through.
     """
 
     def __init__(self, message: str, *, retry_after: float = 0.0, **kwargs: object) -> None:
@@ -130,8 +146,12 @@ class HTTPAioCircuitOpenError(HTTPAioTransportError):
 class OAuthError(HTTPAioException):
     """The token endpoint failed or answered something unusable.
 
-    `.error` and `.error_description` follow RFC 6749 section 5.2 when the
-    endpoint sent an error response; `__cause__` holds the underlying failure.
+    `__cause__` holds the underlying failure.
+
+    Attributes:
+        error: The RFC 6749 5.2 `error` code the endpoint sent (`invalid_client`, ...),
+            or None.
+        error_description: Its `error_description` (redacted, shortened), or None.
     """
 
     def __init__(

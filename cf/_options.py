@@ -239,9 +239,10 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "engine",
-        'Literal["aiohttp", "httpx"]',
-        '`"aiohttp"` (async), `"httpx"` (sync)',
-        "the engine when no `transport=` is given",
+        'Literal["aiohttp", "h11", "httpx"]',
+        '`"aiohttp"` (async), `"h11"` (sync)',
+        'the engine when no `transport=` is given: async `"aiohttp"` or `"httpx"`, sync '
+        '`"h11"` or `"httpx"`',
         "creation",
     ),
     Option(

@@ -107,6 +107,20 @@ async def test_touch_2_no_content_length_of_aiohttp_own(recording: RecordingServ
         assert b"content-length" not in head.lower(), head
 
 
+async def test_touch_2_no_header_of_aiohttp_own(recording: RecordingServer) -> None:
+    # httpx.Request alone sets only Host and Content-Length; aiohttp would add
+    # User-Agent, Accept, Accept-Encoding and, for a bytes body, a Content-Type.
+    transport = AiohttpTransport()
+    try:
+        request = httpx.Request("POST", recording.url, content=b"payload")
+        response = await transport.handle_async_request(request)
+        await response.aread()
+    finally:
+        await transport.aclose()
+    names = [line.split(b":")[0].lower() for line in recording.heads[0].split(b"\r\n")[1:] if line]
+    assert names == [b"host", b"content-length"], recording.heads[0]
+
+
 async def test_touch_3_aiohttp_does_not_resend_on_its_own() -> None:
     transport = AiohttpTransport()
     async with httpx.AsyncClient(transport=transport):

@@ -9,8 +9,9 @@ import time
 import httpx
 import pytest
 
-from cf.infrastructure.http_aio import HTTPAio, HTTPAioTimeoutError
+from cf.infrastructure.http_aio import HTTPAio, HTTPAioTimeoutError, OAuthHTTPAio
 from tests.servers.app import AppServer
+from tests.servers.oauth import OAuthServer
 
 
 async def test_cancelled_read_of_a_failure_body_leaks_no_connection(server: AppServer) -> None:
@@ -66,3 +67,25 @@ async def test_deadline_is_a_hard_stop_in_async_mode() -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+def test_oauth_client_follows_the_loop_across_asyncio_runs(oauth_server: OAuthServer) -> None:
+    # Created outside any loop, used in three successive asyncio.run() calls, a 401
+    # (which takes the store's lock) met in each: every primitive follows the loop.
+    client = OAuthHTTPAio.create(
+        client_id=oauth_server.client_id,
+        client_secret=oauth_server.client_secret,
+        authorize_url=oauth_server.token_url,
+    )
+    oauth_server.latency = 0.2  # the fetch holds the store's lock while others arrive
+
+    async def call() -> list[int]:
+        # Concurrent callers meet the same 401: they wait on the store's lock (an
+        # asyncio primitive binds to a loop when someone has to wait on it).
+        responses = await asyncio.gather(*(client.get(oauth_server.api_url) for _ in range(5)))
+        oauth_server.revoke_current()  # the next run meets a 401, replays with a new token
+        return [r.status_code for r in responses]
+
+    assert [asyncio.run(call()) for _ in range(3)] == [[200] * 5] * 3
+    assert oauth_server.token_requests == 3
+    asyncio.run(client.aclose())

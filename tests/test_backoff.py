@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import calendar
 import email.utils
+import inspect
 import math
 import sys
 from collections import Counter
@@ -103,7 +104,7 @@ def test_every_field_is_documented() -> None:
     for cls in (RetryPolicy, RetryEvent, RetryDecision):
         doc = cls.__doc__ or ""
         for f in dataclasses.fields(cls):
-            assert f"        {f.name}: " in doc, (cls.__name__, f.name)
+            assert f"\n    {f.name}: " in inspect.cleandoc(doc), (cls.__name__, f.name)
     budget_doc = RetryBudget.__doc__ or ""
     for name in ("ratio", "window", "min_per_second", "clock"):
         assert name in budget_doc

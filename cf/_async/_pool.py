@@ -36,9 +36,11 @@ class HTTPAioPool(Generic[C]):
 
     @property
     def client(self) -> C:
+        """The pool's one client (what `item()` hands out)."""
         return self._client
 
     async def aclose(self) -> None:
+        """Close the pool's client and every connection it holds."""
         await self._client.aclose()
 
     async def __aenter__(self) -> Self:

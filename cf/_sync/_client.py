@@ -12,10 +12,12 @@ statuses into cf's exceptions.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import random as _random
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +55,7 @@ from cf._options import (
     make_policy,
     pool_limits,
 )
+from cf._redirects import redirect_request
 from cf._synchronization import Deadline
 from cf._transports._engines import (
     SYNC_ENGINES,
@@ -72,6 +75,10 @@ if TYPE_CHECKING:
 
 __all__ = ["HTTP"]
 
+_httpx_logger = logging.getLogger("httpx")
+# httpx's own words for a body of the other mode (its client raises them too).
+_WRONG_BODY = "Attempted to send an async request with a sync Client instance."
+
 # Passed to httpx.Client as they are (headers checked first).
 _HTTPX_OPTIONS = (
     "headers",
@@ -85,6 +92,7 @@ _HTTPX_OPTIONS = (
     "trust_env",
 )
 _BUILD = ("content", "data", "files", "json", "params", "headers", "cookies", "extensions")
+_MAX_CACHED_URLS = 512
 
 
 class HTTP:
@@ -120,6 +128,8 @@ class HTTP:
             attempt_hooks=options.get("attempt_hooks"),
         )
         self._timeout = check_timeout(get("timeout", DEFAULT_TIMEOUT))
+        self._timeout_dict = self._timeout.as_dict()
+        self._urls: dict[str, httpx.URL] = {}
         httpx_options: dict[str, Any] = {k: options[k] for k in _HTTPX_OPTIONS if k in options}  # type: ignore[literal-required]
         if "headers" in httpx_options:
             httpx_options["headers"] = check_headers(httpx_options["headers"])
@@ -170,6 +180,7 @@ class HTTP:
             transport=self._transport, mounts=mounts, timeout=self._timeout, **httpx_options
         )
         self._base_url = self._client.base_url
+        self._default_encoding = options.get("default_encoding", "utf-8")
 
     # Creation ---------------------------------------------------------------
 
@@ -213,6 +224,7 @@ class HTTP:
 
     @property
     def is_closed(self) -> bool:
+        """Whether `close()` was called (a closed client sends nothing)."""
         return self._client.is_closed
 
     # Requests ---------------------------------------------------------------
@@ -289,7 +301,7 @@ class HTTP:
         if "headers" in build:
             build["headers"] = check_headers(build["headers"])
         try:
-            request = self._client.build_request(method, target, timeout=timeout, **build)
+            request = self._request(method, target, timeout, build)
         except httpx.InvalidURL as exc:
             raise ValueError(f"invalid URL {str(target)!r}: {exc}") from None
         call = Call(
@@ -334,11 +346,40 @@ class HTTP:
             overrides["proxy"] = check_proxy(options["proxy"])
         return None, overrides or None
 
+    def _request(
+        self, method: str, url: httpx.URL, timeout: httpx.Timeout, build: dict[str, Any]
+    ) -> httpx.Request:
+        """`httpx_client.build_request(...)`, without its merging work when there is
+        nothing to merge (no params or cookies on the client or the call): the same
+        request, as the parity suite checks."""
+        client = self._client
+        if "params" in build or "cookies" in build or client.params or client.cookies:
+            return client.build_request(method, url, timeout=timeout, **build)
+        headers = client.headers
+        if "headers" in build:
+            headers = headers.copy()
+            headers.update(build.pop("headers"))
+        extensions = {
+            "timeout": self._timeout_dict if timeout is self._timeout else timeout.as_dict()
+        }
+        if "extensions" in build:
+            extensions = {**extensions, **build.pop("extensions")}
+        return httpx.Request(method, url, headers=headers, extensions=extensions, **build)
+
     def _target(self, url: httpx.URL | str, options: Mapping[str, Any]) -> httpx.URL:
-        """The absolute URL of a call, checked before any I/O."""
+        """The absolute URL of a call, checked before any I/O (parsed strings cached)."""
         if options and "base_url" in options:
             return check_url(url, check_base_url(options["base_url"]))
-        return check_url(url, self._base_url)
+        if type(url) is not str:
+            return check_url(url, self._base_url)
+        cache = self._urls
+        target = cache.get(url)
+        if target is None:
+            target = check_url(url, self._base_url)
+            if len(cache) >= _MAX_CACHED_URLS:
+                cache.clear()
+            cache[url] = target
+        return target
 
     def _send(
         self, request: httpx.Request, call: Call, send: dict[str, Any], *, stream: bool
@@ -346,16 +387,27 @@ class HTTP:
         """Send through httpx's client, under a hard stop at the call's deadline where one
         is possible (it also bounds an OAuth token wait); errors become cf's."""
         call.start()
-        guard = Deadline(call.deadline)
+        direct = self._direct(request, send)
         try:
-            with guard:
-                response = self._client.send(request, stream=True, **send)
+            if call.deadline is None:
+                if direct:
+                    response = self._send_direct(request)
+                else:
+                    response = self._client.send(request, stream=True, **send)
+            else:
+                guard = Deadline(call.deadline)
+                try:
+                    with guard:
+                        if direct:
+                            response = self._send_direct(request)
+                        else:
+                            response = self._client.send(request, stream=True, **send)
+                except TimeoutError:
+                    if guard.expired:
+                        raise call.deadline_exceeded(request) from None
+                    raise
         except httpx.RequestError as exc:
             raise error_for(exc, call, request) from exc
-        except TimeoutError:
-            if guard.expired:
-                raise error_for(call.deadline_exceeded(request), call, request) from None
-            raise
         try:
             if call.policy.raises_for_status(response.status_code):
                 response.read()
@@ -368,6 +420,61 @@ class HTTP:
         except BaseException:
             response.close()
             raise
+        return response
+
+    def _direct(self, request: httpx.Request, send: dict[str, Any]) -> bool:
+        """Whether the call may skip httpx's send machinery: no auth flow to run, no
+        redirects to follow, no event hooks, no mounts (proxies) to route through."""
+        client = self._client
+        if self._mounts or "auth" in send or client.auth is not None or request.url.userinfo:
+            return False
+        if send.get("follow_redirects", client.follow_redirects):
+            return False
+        hooks = client.event_hooks
+        return not (hooks["request"] or hooks["response"])
+
+    def _send_direct(self, request: httpx.Request) -> httpx.Response:
+        """What `httpx_client.send(request, stream=True)` does for a request with no auth
+        flow, no redirects to follow and no hooks, straight to cf's transport (the
+        parity suite checks both paths give the same)."""
+        client = self._client
+        if client.is_closed:
+            raise RuntimeError("Cannot send a request, as the client has been closed.")
+        if not isinstance(request.stream, httpx.SyncByteStream):
+            raise RuntimeError(_WRONG_BODY)
+        started = time.perf_counter()
+        try:
+            response = self._transport.handle_request(request)
+        except httpx.RequestError as exc:
+            if not _has_request(exc):
+                exc.request = request
+            raise
+        response.request = request
+        if isinstance(response.stream, httpx.ByteStream):
+            # Read whole already (the call's body is preloaded): decode it now, without
+            # the async generators of `read()`, and it has taken what it has taken.
+            response.read()
+            response.elapsed = timedelta(seconds=time.perf_counter() - started)
+        else:
+            response.stream = _Timed(response.stream, response, started)
+        if "set-cookie" in response.headers:  # cheap: read() has found the headers' encoding
+            client.cookies.extract_cookies(response)
+        response.default_encoding = self._default_encoding
+        if _httpx_logger.isEnabledFor(logging.INFO):
+            _httpx_logger.info(
+                'HTTP Request: %s %s "%s %d %s"',
+                request.method,
+                request.url,
+                response.http_version,
+                response.status_code,
+                response.reason_phrase,
+            )
+        if response.has_redirect_location:
+            try:
+                response.next_request = redirect_request(request, response, client.cookies)
+            except BaseException:
+                response.close()
+                raise
         return response
 
     def get(self, url: httpx.URL | str, **options: Unpack[RequestOptions]) -> httpx.Response:
@@ -462,6 +569,23 @@ def _seekable(file: Any) -> bool:
         return bool(file.seekable())
     except Exception:
         return False
+
+
+class _Timed(httpx.SyncByteStream):
+    """A response body that sets `response.elapsed` when closed, as httpx's client does."""
+
+    def __init__(self, stream: Any, response: httpx.Response, started: float) -> None:
+        self._stream = stream
+        self._response = response
+        self._started = started
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._stream:
+            yield chunk
+
+    def close(self) -> None:
+        self._response.elapsed = timedelta(seconds=time.perf_counter() - self._started)
+        self._stream.close()
 
 
 class _GuardedStream(httpx.SyncByteStream):

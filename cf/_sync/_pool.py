@@ -37,9 +37,11 @@ class HTTPPool(Generic[C]):
 
     @property
     def client(self) -> C:
+        """The pool's one client (what `item()` hands out)."""
         return self._client
 
     def close(self) -> None:
+        """Close the pool's client and every connection it holds."""
         self._client.close()
 
     def __enter__(self) -> Self:

@@ -24,11 +24,11 @@ from typing import Any
 
 import httpx
 
-from cf import _synchronization
-from cf._backoff import Failure, RetryBudget, RetryEvent, RetryPolicy, Stop
+from cf import _otel, _synchronization
+from cf._backoff import Failure, RetryBudget, RetryDecision, RetryEvent, RetryPolicy, Stop
 from cf._breaker import CircuitBreaker, Circuits, Permit, Refused, coerce_circuit_breaker
 from cf._breaker import origin_of as _circuit_origin
-from cf._call import CALL, Call, classify
+from cf._call import CALL, Call, classify, has_header
 from cf._exceptions import CircuitOpen
 from cf._hedge import Hedge, Latencies, may_hedge, next_hedge_delay
 from cf._options import (
@@ -42,6 +42,7 @@ from cf._options import (
     check_trace,
     make_policy,
 )
+from cf._redact import redact_exception_chain
 from cf._synchronization import Deadline
 from cf._trace import TraceInfo
 from cf._transports._engines import (
@@ -58,8 +59,9 @@ __all__ = ["RetryTransport"]
 logger = get_logger("cf.infrastructure.http")
 
 _PRELOAD = "cf.preload"
-DEFAULT_ENGINE = "httpx"
-"""The engine when none is given: aiohttp in async mode, httpx's own in sync mode."""
+DEFAULT_ENGINE = "h11"
+"""The engine when none is given: cf's aiohttp engine in async mode, cf's h11 engine in sync
+mode (`cf/_transports/`)."""
 
 
 class _Settings:
@@ -151,6 +153,7 @@ def _circuit_reporter(
             new,
             extra={"origin": origin, "old_state": old, "new_state": new},
         )
+        _otel.circuit_changed(origin, old, new)
         if on_change is not None:
             on_change(origin, old, new)
 
@@ -169,7 +172,7 @@ class RetryTransport(httpx.BaseTransport):
     client decides whether it raises); a transport failure raises httpx's own
     exception, a deadline `cf.DeadlineExceeded` (an `httpx.TimeoutException`).
 
-    `transport`: the engine (default: cf's async default engine). The keyword
+    `transport`: the engine (default: this mode's default engine). The keyword
     options are those of `RetryPolicy` plus `deadline`, `retry_budget`,
     `trace`, `on_retry`, `circuit_breaker`, `on_circuit_change`, `hedge`,
     `attempt_hooks` (httpx-style event hooks called for every attempt), and
@@ -247,15 +250,21 @@ class RetryTransport(httpx.BaseTransport):
 
     @property
     def retry_budget(self) -> RetryBudget | None:
+        """The retry budget shared by every request through this transport (None: off)."""
         return self._settings.budget
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        """Send `request` with cf's attempt loop (httpx calls it for every request and
+        redirect hop)."""
         call = request.extensions.get(CALL)
         if call is None:
             call = self._settings.new_call()
             request.extensions = {**request.extensions, CALL: call}
         if call.connection is None:
-            return self._guarded(call.transport or self._engine, request, call)
+            engine = call.transport or self._engine
+            if call.deadline is None:
+                return self._attempts(engine, request, call)
+            return self._guarded(engine, request, call)
         engines = self._settings.engines
         engine, closable = engines.acquire(self._connection_for(call.connection))
         try:
@@ -297,12 +306,12 @@ class RetryTransport(httpx.BaseTransport):
         settings = self._settings
         circuits = settings.circuits
         policy = call.policy
-        origin = _origin(request.url)
         hedge = call.hedge
+        origin = _origin(request.url) if circuits is not None or hedge is not None else ""
         if hedge is not None and not may_hedge(
             request.method,
             replayable=call.replayable is not False and _replayable(request),
-            idempotency_key="idempotency-key" in request.headers,
+            idempotency_key=has_header(request, b"idempotency-key"),
             idempotent_methods=policy.idempotent_methods,
         ):
             hedge = None
@@ -321,19 +330,26 @@ class RetryTransport(httpx.BaseTransport):
                 failure = classify(exc)
                 if failure is None:
                     call.stop = None
+                    _end_spans(call)
                     raise
                 healthy = circuits is None or circuits.allows_retry(origin)
                 decision = call.decide(failure, healthy=healthy)
+                _end_spans(call, decision, type(exc).__name__)
                 if not decision.retry:
                     raise
                 self._before_retry(call, decision.delay, None, exc)
                 continue
+            except BaseException:
+                _end_spans(call)
+                raise
             status = response.status_code
-            retry_after = response.headers.get("retry-after")
-            if status in call.passthrough or not policy.is_failure_status(status, retry_after):
+            if status in call.passthrough or not _failed(policy, status, response):
+                _end_spans(call)
                 return response
+            retry_after = response.headers.get("retry-after")
             healthy = circuits is None or circuits.allows_retry(origin)
             decision = call.decide(Failure.STATUS, status, retry_after, healthy=healthy)
+            _end_spans(call, decision, str(status))
             if not decision.retry:
                 return response
             response.close()
@@ -349,6 +365,11 @@ class RetryTransport(httpx.BaseTransport):
         verdict = circuits.acquire(origin)
         if isinstance(verdict, Refused):
             call.stop = Stop.CIRCUIT_OPEN
+            _otel.event(
+                None,
+                "cf.circuit.refused",
+                {"cf.circuit.origin": origin, "cf.circuit.retry_after": verdict.retry_after},
+            )
             message = f"circuit open for {origin}; next probe in {verdict.retry_after:.3g}s"
             raise CircuitOpen(
                 message, origin=origin, retry_after=verdict.retry_after, request=request
@@ -369,24 +390,40 @@ class RetryTransport(httpx.BaseTransport):
         debug = logger.isEnabledFor(logging.DEBUG)
         if debug:
             call.log_attempt(logger)
+        span = _otel.attempt(call, request)
         for hook in settings.request_hooks:
             hook(request)
         started = settings.clock()
         try:
-            response = self._send(engine, request, call)
+            with _otel.suppressed():
+                if call.preload:
+                    # The caller reads the whole body: read inside the attempt, so that a
+                    # failure while reading is this attempt's (and may be retried).
+                    request.extensions[_PRELOAD] = True  # an engine may read it in one go
+                    response = engine.handle_request(request)
+                    if not isinstance(response.stream, httpx.ByteStream):
+                        response = _read_whole(response)
+                else:
+                    response = engine.handle_request(request)
         except httpx.TransportError as exc:
             if debug:
                 call.log_attempt(logger, exc=exc)
+            if span is not None:
+                call.spans.append((span, None, exc))
             if permit is not None and circuits is not None:
                 if isinstance(exc, httpx.PoolTimeout):
                     circuits.release(permit)  # our own congestion, not the origin's health
                 else:
                     circuits.record(permit, False)
             raise
-        except BaseException:
+        except BaseException as exc:
+            if span is not None:
+                span.end(exc=exc, counted=False)
             if permit is not None and circuits is not None:
                 circuits.release(permit)  # cancelled (a losing hedge): no verdict
             raise
+        if span is not None:
+            call.spans.append((span, response, None))
         if debug:
             call.log_attempt(logger, response)
         if settings.response_hooks:
@@ -394,12 +431,10 @@ class RetryTransport(httpx.BaseTransport):
             for hook in settings.response_hooks:
                 hook(response)
         status = response.status_code
-        good = status in call.passthrough or not call.policy.is_failure_status(
-            status, response.headers.get("retry-after")
-        )
+        good = status in call.passthrough or not _failed(call.policy, status, response)
         if permit is not None and circuits is not None:
             circuits.record(permit, good)
-        if good:
+        if good and origin:
             settings.latencies.add(origin, settings.clock() - started)
         return response
 
@@ -447,9 +482,7 @@ class RetryTransport(httpx.BaseTransport):
 
         def good(response: httpx.Response) -> bool:
             status = response.status_code
-            return status in call.passthrough or not call.policy.is_failure_status(
-                status, response.headers.get("retry-after")
-            )
+            return status in call.passthrough or not _failed(call.policy, status, response)
 
         def discard(response: httpx.Response) -> None:
             response.close()
@@ -463,32 +496,11 @@ class RetryTransport(httpx.BaseTransport):
             clock=settings.clock,
         )
 
-    def _send(
-        self, engine: httpx.BaseTransport, request: httpx.Request, call: Call
-    ) -> httpx.Response:
-        """One attempt; with `preload`, the body is read inside it."""
-        if not call.preload:
-            return engine.handle_request(request)
-        if not request.extensions.get(_PRELOAD):
-            request.extensions[_PRELOAD] = True
-        response = engine.handle_request(request)
-        stream = response.stream
-        if isinstance(stream, httpx.ByteStream):
-            return response
-        try:
-            body = b"".join([chunk for chunk in stream])  # type: ignore[union-attr]
-        finally:
-            response.close()
-        return httpx.Response(
-            response.status_code,
-            headers=response.headers,
-            stream=httpx.ByteStream(body),
-            extensions=response.extensions,
-        )
-
     def _before_retry(
         self, call: Call, delay: float, status: int | None, exc: BaseException | None
     ) -> None:
+        if exc is not None:
+            redact_exception_chain(exc)  # on_retry and the logs see no secret
         event = call.retry_event(delay, status, exc)
         call.log_retry(logger, event)
         if call.on_retry is not None:
@@ -502,6 +514,55 @@ class RetryTransport(httpx.BaseTransport):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} engine={type(self._engine).__name__}>"
+
+
+def _end_spans(call: Call, decision: RetryDecision | None = None, reason: str = "") -> None:
+    """End the spans of the attempts that just ended, the loop's decision on the last:
+    a retry or a retry-budget refusal as its event (and counted)."""
+    spans, call.spans = call.spans, []
+    if not spans:
+        if decision is not None and decision.stop is Stop.BUDGET:
+            _otel.event(None, "cf.retry_budget.exhausted", {}, metric="refusals")
+        return
+    last = spans[-1][0]
+    if decision is not None and decision.retry:
+        attributes = {"cf.retry.delay": decision.delay, "cf.retry.reason": reason}
+        _otel.event(
+            last,
+            "cf.retry",
+            attributes,
+            metric="retries",
+            metric_attributes={"cf.retry.reason": reason},
+        )
+    elif decision is not None and decision.stop is Stop.BUDGET:
+        _otel.event(
+            last, "cf.retry_budget.exhausted", {"cf.retry.reason": reason}, metric="refusals"
+        )
+    for span, response, exc in spans:
+        span.end(response, exc)
+
+
+def _read_whole(response: httpx.Response) -> httpx.Response:
+    """The response with its raw body read into memory (the connection given back)."""
+    try:
+        body = b"".join([chunk for chunk in response.stream])  # type: ignore[union-attr]
+    finally:
+        response.close()
+    return httpx.Response(
+        response.status_code,
+        headers=response.headers,
+        stream=httpx.ByteStream(body),
+        extensions=response.extensions,
+    )
+
+
+def _failed(policy: RetryPolicy, status: int, response: httpx.Response) -> bool:
+    """Whether the response fails its attempt (Retry-After read only when it matters)."""
+    if status in policy.failure_statuses:
+        return True
+    if status in policy.retry_after_statuses:
+        return policy.is_failure_status(status, response.headers.get("retry-after"))
+    return False
 
 
 def _origin(url: httpx.URL) -> str:

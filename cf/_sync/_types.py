@@ -36,7 +36,16 @@ __all__ = ["ClientOptions", "OAuthClientOptions", "RequestOptions"]
 
 
 class ClientOptions(TypedDict, total=False):
-    """Keyword arguments of `HTTP.create()` and `create_pool()`: the defaults of every call."""
+    """Keyword arguments of `HTTP.create()` and `create_pool()`: the defaults of every call.
+
+    `timeout`, `deadline`, `retries`, `failure_statuses`, `backoff_base`, `backoff_max`,
+    `max_retry_after`, `respect_retry_after`, `retry_non_idempotent`,
+    `raise_on_failure_status`, `retry_policy`, `on_retry`, `retry_budget`,
+    `circuit_breaker`, `on_circuit_change`, `hedge`, `trace`, `headers`, `params`,
+    `cookies`, `auth`, `base_url`, `follow_redirects`, `verify`, `cert`, `http2`, `proxy`,
+    `transport`, `engine`, `trust_env`, `mounts`, `limits`, `max_redirects`, `event_hooks`,
+    `attempt_hooks`, `default_encoding`, `sleep`, `clock`, `random`
+    """
 
     timeout: float | tuple[float | None, ...] | httpx.Timeout | None
     """Per attempt: seconds, an `httpx.Timeout` (connect, read, write, pool), or requests'
@@ -102,9 +111,9 @@ class ClientOptions(TypedDict, total=False):
     """As in httpx. Default: from the environment."""
     transport: httpx.BaseTransport | None
     """Any httpx transport to send the attempts with. Default: the engine."""
-    engine: Literal["aiohttp", "httpx"]
-    """The engine when no `transport=` is given. Default: `\"aiohttp\"` (async), `\"httpx\"`
-    (sync).
+    engine: Literal["aiohttp", "h11", "httpx"]
+    """The engine when no `transport=` is given: async `\"aiohttp\"` or `\"httpx\"`, sync
+    `\"h11\"` or `\"httpx\"`. Default: `\"aiohttp\"` (async), `\"h11\"` (sync).
     """
     trust_env: bool
     """Read `HTTP(S)_PROXY`, `ALL_PROXY`, `NO_PROXY`, `SSL_CERT_FILE`/`SSL_CERT_DIR`. Default:
@@ -134,7 +143,14 @@ class ClientOptions(TypedDict, total=False):
 
 class RequestOptions(TypedDict, total=False):
     """Keyword arguments of every request method of `HTTP`: they override the client's
-    defaults for this call."""
+    defaults for this call.
+
+    `timeout`, `deadline`, `retries`, `failure_statuses`, `backoff_base`, `backoff_max`,
+    `max_retry_after`, `respect_retry_after`, `retry_non_idempotent`,
+    `raise_on_failure_status`, `retry_policy`, `on_retry`, `hedge`, `trace`, `headers`,
+    `params`, `cookies`, `auth`, `base_url`, `follow_redirects`, `verify`, `cert`, `http2`,
+    `proxy`, `transport`, `content`, `data`, `files`, `json`, `extensions`
+    """
 
     timeout: float | tuple[float | None, ...] | httpx.Timeout | None
     """Per attempt: seconds, an `httpx.Timeout` (connect, read, write, pool), or requests'
@@ -204,9 +220,20 @@ class RequestOptions(TypedDict, total=False):
     """Httpx request extensions."""
 
 
-class OAuthClientOptions(ClientOptions, total=False):
+class OAuthClientOptions(TypedDict, total=False):
     """Keyword arguments of `OAuthHTTP.create()` and `create_pool()`: the OAuth settings
-    and every client option."""
+    and every client option.
+
+    `client_id`, `client_secret`, `authorize_url`, `scope`, `audience`, `extra_params`,
+    `auth_method`, `refresh_margin`, `token_store`, `token_origins`, `token_headers`,
+    `allow_insecure_http`, `timeout`, `deadline`, `retries`, `failure_statuses`,
+    `backoff_base`, `backoff_max`, `max_retry_after`, `respect_retry_after`,
+    `retry_non_idempotent`, `raise_on_failure_status`, `retry_policy`, `on_retry`,
+    `retry_budget`, `circuit_breaker`, `on_circuit_change`, `hedge`, `trace`, `headers`,
+    `params`, `cookies`, `auth`, `base_url`, `follow_redirects`, `verify`, `cert`, `http2`,
+    `proxy`, `transport`, `engine`, `trust_env`, `mounts`, `limits`, `max_redirects`,
+    `event_hooks`, `attempt_hooks`, `default_encoding`, `sleep`, `clock`, `random`
+    """
 
     client_id: Required[str]
     """The client's id. Default: required."""
@@ -242,3 +269,95 @@ class OAuthClientOptions(ClientOptions, total=False):
     """Allow `http://` to hosts that are not loopback (token endpoint and bearer). Default:
     `False`.
     """
+    timeout: float | tuple[float | None, ...] | httpx.Timeout | None
+    """Per attempt: seconds, an `httpx.Timeout` (connect, read, write, pool), or requests'
+    `(connect, read)`. Default: 5 s.
+    """
+    deadline: float | None
+    """Seconds for the whole call: attempts and waits. Default: none."""
+    retries: int
+    """Further attempts after the first (>= 0). Default: 2."""
+    failure_statuses: Iterable[int]
+    """Statuses that are failed attempts (raised after the last). Default: 408, 429, 500, 502,
+    503, 504.
+    """
+    backoff_base: float
+    """Full-jitter exponential backoff: base. Default: 0.1 s."""
+    backoff_max: float
+    """Full-jitter exponential backoff: cap. Default: 10 s."""
+    max_retry_after: float
+    """A longer `Retry-After` raises at once. Default: 30 s."""
+    respect_retry_after: bool
+    """Wait what `Retry-After` asks instead of the computed backoff. Default: `True`."""
+    retry_non_idempotent: bool
+    """Retry POST/PATCH like idempotent methods. Default: `False`."""
+    raise_on_failure_status: bool
+    """`False`: after the last attempt, return a failure-status response instead of raising.
+    Default: `True`.
+    """
+    retry_policy: RetryPolicy | None
+    """A `RetryPolicy` holding all of the above. Default: built from the above."""
+    on_retry: Callable[[RetryEvent], object] | None
+    """Called with a `RetryEvent` before each wait. Default: none."""
+    retry_budget: RetryBudget | None
+    """Retries shared by every call of the client; `None` disables it. Default:
+    `RetryBudget()`.
+    """
+    circuit_breaker: CircuitBreaker | bool | None
+    """A per-origin circuit breaker: `True` or `CircuitBreaker(...)`. Default: off."""
+    on_circuit_change: Callable[[str, str, str], object] | None
+    """Called with `(origin, old_state, new_state)` on each change. Default: none."""
+    hedge: Hedge | None
+    """`Hedge(delay=..., max_extra=1)`: an extra attempt when the first is slow. Default: off."""
+    trace: TraceInfo | None
+    """A `TraceInfo` to propagate on every attempt. Default: none."""
+    headers: HeaderTypes | None
+    """As in httpx; per call they merge (the call wins). Default: none."""
+    params: QueryParamTypes | None
+    """As in httpx; per call they merge (the call wins). Default: none."""
+    cookies: CookieTypes | None
+    """As in httpx; per call they merge. Default: none."""
+    auth: AuthTypes | None
+    """As in httpx (`(user, password)`, any `httpx.Auth`). Default: none."""
+    base_url: str | httpx.URL
+    """Relative URLs are joined to it. Default: none."""
+    follow_redirects: bool
+    """As in httpx. Default: `False`."""
+    verify: ssl.SSLContext | str | bool
+    """Verify TLS: `True`, `False`, a CA bundle path or an `ssl.SSLContext`. Default: `True`."""
+    cert: CertTypes | None
+    """A client certificate: a path, `(cert, key)` or `(cert, key, password)`. Default: none."""
+    http2: bool
+    """HTTP/2 (needs `h2`; uses httpx's own engine). Default: `False`."""
+    proxy: ProxyTypes | None
+    """As in httpx. Default: from the environment."""
+    transport: httpx.BaseTransport | None
+    """Any httpx transport to send the attempts with. Default: the engine."""
+    engine: Literal["aiohttp", "h11", "httpx"]
+    """The engine when no `transport=` is given: async `\"aiohttp\"` or `\"httpx\"`, sync
+    `\"h11\"` or `\"httpx\"`. Default: `\"aiohttp\"` (async), `\"h11\"` (sync).
+    """
+    trust_env: bool
+    """Read `HTTP(S)_PROXY`, `ALL_PROXY`, `NO_PROXY`, `SSL_CERT_FILE`/`SSL_CERT_DIR`. Default:
+    `True`.
+    """
+    mounts: Mapping[str, httpx.BaseTransport | None] | None
+    """As in httpx; each transport gets cf's attempt loop. Default: none."""
+    limits: httpx.Limits
+    """`create_pool(n)` sets n. Default: 100 connections."""
+    max_redirects: int
+    """As in httpx. Default: 20."""
+    event_hooks: Mapping[str, list[Callable[..., Any]]] | None
+    """As in httpx. Default: none."""
+    attempt_hooks: Mapping[str, list[Callable[..., Any]]] | None
+    """Like `event_hooks`, for every attempt: `{\"request\": [...], \"response\": [...]}`
+    (retries, hedges, token requests included). Default: none.
+    """
+    default_encoding: str | Callable[[bytes], str]
+    """As in httpx. Default: `\"utf-8\"`."""
+    sleep: Callable[[float], None] | None
+    """Inject in tests. Default: real."""
+    clock: Callable[[], float] | None
+    """Inject in tests. Default: `time.monotonic`."""
+    random: Callable[[], float] | None
+    """Inject in tests. Default: `random.random`."""

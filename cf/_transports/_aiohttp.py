@@ -40,8 +40,8 @@ import base64
 import errno
 import os
 import ssl
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncGenerator, AsyncIterator
+from types import TracebackType
 from typing import Any
 
 import aiohttp
@@ -66,8 +66,6 @@ _NO_TIMEOUT: dict[str, float | None] = {}
 _MAX_CACHED = 256
 # httpx (h11) accepts up to 100 KiB of response head; aiohttp's default is 8 KiB a line.
 _MAX_HEADER_BYTES = 100 * 1024
-# aiohttp adds none of these itself: the request carries httpx's headers only.
-_SKIP_AUTO = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 _PRELOAD = "cf.preload"
 
 # Most specific first is not needed: the match is by the exception's own MRO.
@@ -159,20 +157,37 @@ class _Body:
             raise
 
 
-@contextmanager
-def map_aiohttp_exceptions(request: httpx.Request, body: _Body | None = None) -> Iterator[None]:
-    """Raise aiohttp's exceptions as the most specific httpx ones (others pass through).
+class map_aiohttp_exceptions:  # noqa: N801 - used as a function, as contextlib's are
+    """`with map_aiohttp_exceptions(request):` raises aiohttp's exceptions as the most
+    specific httpx ones (others pass through), as httpx's `map_httpcore_exceptions` does.
 
     When the request's own body failed (`body.error`), that exception is raised as it is.
+    A class rather than a generator: it wraps every request and every body read.
     """
-    try:
-        yield
-    except Exception as exc:
+
+    __slots__ = ("_body", "_request")
+
+    def __init__(self, request: httpx.Request, body: _Body | None = None) -> None:
+        self._request = request
+        self._body = body
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None or not isinstance(exc, Exception):
+            return
+        body = self._body
         if body is not None and body.error is not None and body.error is not exc:
             raise body.error from None
         target = _target(exc)
         if target is None or isinstance(exc, httpx.HTTPError):
-            raise
+            return
         message = _message(exc)
         if target is httpx.ReadError and any(m in str(exc) for m in _WRITE_FAILURES):
             target = httpx.WriteError
@@ -181,7 +196,7 @@ def map_aiohttp_exceptions(request: httpx.Request, body: _Body | None = None) ->
         if isinstance(exc, aiohttp.ClientPayloadError) and not _reset(exc):
             target = httpx.RemoteProtocolError  # as h11: the body ended before its length
         _scrub(exc)
-        raise target(message, request=request) from exc
+        raise target(message, request=self._request) from exc
 
 
 def _reset(exc: BaseException) -> bool:
@@ -205,20 +220,20 @@ def _header_text(raw: list[tuple[bytes, bytes]]) -> list[tuple[str, str]] | None
 
 
 class _NetworkStream:
-    """What httpx's `network_stream` extension offers for inspection: `get_extra_info`."""
+    """What httpx's `network_stream` extension offers for inspection: `get_extra_info`
+    (`ssl_object`, `client_addr`, `server_addr`, `socket`, and asyncio's own names)."""
 
-    __slots__ = ("_info",)
+    __slots__ = ("_transport",)
+
+    _ALIASES = {"client_addr": "sockname", "server_addr": "peername"}
 
     def __init__(self, transport: asyncio.BaseTransport | None) -> None:
-        self._info: dict[str, Any] = {}
-        if transport is not None:
-            for name in ("ssl_object", "peername", "sockname", "socket"):
-                self._info[name] = transport.get_extra_info(name)
-        self._info["client_addr"] = self._info.get("sockname")
-        self._info["server_addr"] = self._info.get("peername")
+        self._transport = transport
 
     def get_extra_info(self, info: str) -> Any:
-        return self._info.get(info)
+        if self._transport is None:
+            return None
+        return self._transport.get_extra_info(self._ALIASES.get(info, info))
 
 
 class _ResponseStream(httpx.AsyncByteStream):
@@ -347,7 +362,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         headers = _header_text(request.headers.raw)
-        if headers is None or _expects_continue(request):
+        if headers is None or _expects_continue(headers):
             return await self._fallback_transport().handle_async_request(request)
 
         state = self._state
@@ -403,7 +418,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                     timeout=client_timeout,
                     proxy=self._proxy_url,
                     proxy_headers=self._proxy_headers or None,  # for CONNECT
-                    skip_auto_headers=_SKIP_AUTO,
                     server_hostname=sni.decode() if isinstance(sni, bytes) else sni,
                 )
         except BaseException:
@@ -551,6 +565,5 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             raise httpx.PoolTimeout(message, request=request) from None
 
 
-def _expects_continue(request: httpx.Request) -> bool:
-    value = request.headers.get("expect")
-    return value is not None and value.lower() == "100-continue"
+def _expects_continue(headers: list[tuple[str, str]]) -> bool:
+    return any(k.lower() == "expect" and v.lower() == "100-continue" for k, v in headers)

@@ -12,6 +12,10 @@ module reaches into it, each touch tested on its own
 2. `RawHeadersRequest.GET_METHODS`: aiohttp adds `Content-Length: 0` to
    bodiless requests of methods outside this set (DELETE, extension methods);
    httpx does not, so the set contains every method.
+   `RawHeadersRequest.update_auto_headers` and `_skip_auto_headers`: no header of
+   aiohttp's own (User-Agent, Accept, Accept-Encoding, a body's Content-Type):
+   the public `skip_auto_headers=` does the same, but copies the request's
+   headers on every request to do it.
 3. `disable_retry(session)`: aiohttp silently resends an idempotent request
    once when a kept-alive connection turns out closed; cf's attempt loop and
    its retry budget must see every attempt.
@@ -88,6 +92,11 @@ class RawHeadersRequest(aiohttp.ClientRequest):
     """A `ClientRequest` whose headers are exactly the ones set by `raw_headers()`."""
 
     GET_METHODS = _AllMethods()  # touch 2
+    # A body's own Content-Type is not added (httpx sets the one it means); touch 2.
+    _skip_auto_headers = CIMultiDict({"Content-Type": None})
+
+    def update_auto_headers(self, skip_auto_headers: Iterable[str] | None) -> None:  # touch 2
+        return None  # no User-Agent, Accept or Accept-Encoding of aiohttp's own
 
     def update_headers(self, headers: Any) -> None:  # touch 1
         raw = _RAW_HEADERS.get()

@@ -1,6 +1,7 @@
-"""Retry policy and retry budget, shared by `HTTPAio` and `HTTP`.
+"""Retry policy, retry budget, circuit breaker and hedging settings, shared by both modes.
 
-Pure logic: no I/O, time and randomness injected. See `RetryPolicy`.
+Pure logic: no I/O, time and randomness injected. See `RetryPolicy`,
+`RetryBudget`, `CircuitBreaker` and `Hedge`.
 """
 
 from cf._backoff import (
@@ -11,10 +12,14 @@ from cf._backoff import (
     RetryPolicy,
     parse_retry_after,
 )
+from cf._breaker import CircuitBreaker
+from cf._hedge import Hedge
 
 __all__ = [
     "DEFAULT_FAILURE_STATUSES",
     "IDEMPOTENT_METHODS",
+    "CircuitBreaker",
+    "Hedge",
     "RetryBudget",
     "RetryEvent",
     "RetryPolicy",

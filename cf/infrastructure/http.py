@@ -30,6 +30,7 @@ from cf._sync import HTTP, HTTPPool, RetryTransport
 if TYPE_CHECKING:
     from cf._oauth import Token
     from cf._sync import ClientCredentialsAuth, InMemoryTokenStore, OAuthHTTP, TokenStore
+    from cf._sync._redis_store import RedisTokenStore
     from cf._sync._types import ClientOptions, OAuthClientOptions, RequestOptions
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "OAuthClientOptions",
     "OAuthError",
     "OAuthHTTP",
+    "RedisTokenStore",
     "RequestOptions",
     "RetryBudget",
     "RetryEvent",
@@ -68,6 +70,7 @@ __all__ = [
 # OAuth loads on first use: importing the plain client does not import oauthlib.
 _LAZY = {
     "OAuthHTTP": "cf._sync",
+    "RedisTokenStore": "cf._sync._redis_store",
     "ClientCredentialsAuth": "cf._sync",
     "InMemoryTokenStore": "cf._sync",
     "TokenStore": "cf._sync",

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         AsyncTokenStore,
         OAuthHTTPAio,
     )
+    from cf._async._redis_store import AsyncRedisTokenStore
     from cf._async._types import ClientOptions, OAuthClientOptions, RequestOptions
     from cf._oauth import Token
 
@@ -61,6 +62,7 @@ __all__ = [
     "OAuthClientOptions",
     "OAuthError",
     "OAuthHTTPAio",
+    "AsyncRedisTokenStore",
     "RequestOptions",
     "RetryBudget",
     "RetryEvent",
@@ -72,6 +74,7 @@ __all__ = [
 # OAuth loads on first use: importing the plain client does not import oauthlib.
 _LAZY = {
     "OAuthHTTPAio": "cf._async",
+    "AsyncRedisTokenStore": "cf._async._redis_store",
     "AsyncClientCredentialsAuth": "cf._async",
     "AsyncInMemoryTokenStore": "cf._async",
     "AsyncTokenStore": "cf._async",

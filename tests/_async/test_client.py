@@ -314,7 +314,10 @@ async def test_pool_size_limits_connections(server: AppServer) -> None:
 
 async def test_retry_budget_caps_an_outage(server: AppServer) -> None:
     budget = RetryBudget(clock=lambda: 0.0)  # frozen time: the floor does not refill
-    async with HTTPAio.create(retry_budget=budget, retries=3, sleep=Sleeps()) as client:
+    # A long timeout: on a loaded machine 100 callers at once must not time out instead.
+    async with HTTPAio.create(
+        retry_budget=budget, retries=3, sleep=Sleeps(), timeout=30.0
+    ) as client:
         results = await run_concurrently(
             *[lambda: client.get(f"{server.url}/status/503?key=o") for _ in range(100)]
         )

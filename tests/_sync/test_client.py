@@ -315,7 +315,10 @@ def test_pool_size_limits_connections(server: AppServer) -> None:
 
 def test_retry_budget_caps_an_outage(server: AppServer) -> None:
     budget = RetryBudget(clock=lambda: 0.0)  # frozen time: the floor does not refill
-    with HTTP.create(retry_budget=budget, retries=3, sleep=SyncSleeps()) as client:
+    # A long timeout: on a loaded machine 100 callers at once must not time out instead.
+    with HTTP.create(
+        retry_budget=budget, retries=3, sleep=SyncSleeps(), timeout=30.0
+    ) as client:
         results = run_concurrently_in_threads(
             *[lambda: client.get(f"{server.url}/status/503?key=o") for _ in range(100)]
         )
