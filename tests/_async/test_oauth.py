@@ -401,7 +401,7 @@ async def test_waiting_for_a_token_respects_the_deadline(oauth_server: OAuthServ
     oauth_server.latency = 0.5
     async with oauth(oauth_server) as client:
         with pytest.raises(HTTPAioTimeoutError):
-            await client.get(oauth_server.api_url, deadline=0.1)
+            await client.get(oauth_server.api_url, deadline=0.3)
     assert oauth_server.api_requests == 0
     await wait_for_issued(oauth_server, 1)
 

@@ -402,7 +402,7 @@ def test_waiting_for_a_token_respects_the_deadline(oauth_server: OAuthServer) ->
     oauth_server.latency = 0.5
     with oauth(oauth_server) as client:
         with pytest.raises(HTTPTimeoutError):
-            client.get(oauth_server.api_url, deadline=0.1)
+            client.get(oauth_server.api_url, deadline=0.3)
     assert oauth_server.api_requests == 0
     wait_for_issued(oauth_server, 1)
 
