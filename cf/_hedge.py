@@ -131,11 +131,14 @@ class LatencyTracker:
 
 
 def _p95(data: list[float]) -> float:
-    # statistics.quantiles' inclusive method, 19th of 20 cut points, same arithmetic.
+    # statistics.quantiles' inclusive method, 19th of 20 cut points, same arithmetic,
+    # kept between its two neighbours (the weighted sum can round one ulp past them).
     j, delta = divmod(19 * (len(data) - 1), 20)
+    low = data[j]
     if delta == 0:
-        return data[j]
-    return (data[j] * (20 - delta) + data[j + 1] * delta) / 20
+        return low
+    high = data[j + 1]
+    return min(max((low * (20 - delta) + high * delta) / 20, low), high)
 
 
 class Latencies:

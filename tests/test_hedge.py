@@ -185,6 +185,14 @@ def test_p95_matches_statistics_quantiles(latencies: list[float]) -> None:
     assert tracker.p95() == tracker.p95()  # cached read, same value
 
 
+def test_p95_stays_within_the_samples_when_the_arithmetic_rounds_up() -> None:
+    # Found by hypothesis: 19/20 and 1/20 of the same float sum to one ulp above it.
+    tracker = LatencyTracker()
+    for value in [0.0] * 18 + [27.368502381754265] * 2:
+        tracker.add(value)
+    assert tracker.p95() == 27.368502381754265
+
+
 def test_p95_of_a_slow_tail() -> None:
     tracker = LatencyTracker()
     for i in range(100):  # 98 fast, 2 slow, the tail benchmark's mix
