@@ -7,10 +7,11 @@ attribute): a new aiohttp release that breaks one shows here first.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 import httpx
@@ -23,8 +24,9 @@ pytestmark = pytest.mark.timeout(20)
 
 
 class RecordingServer:
-    """A threaded HTTP/1.1 server: records each request's head and body, answers 200,
-    and closes a connection that stays idle longer than `idle_close` seconds."""
+    """A threaded HTTP/1.1 server: records each request's head, reads its body (by
+    Content-Length or chunked), answers 200, and closes a connection that stays idle
+    longer than `idle_close` seconds."""
 
     def __init__(self, idle_close: float | None = None) -> None:
         self.idle_close = idle_close
@@ -60,11 +62,16 @@ class RecordingServer:
                 except (TimeoutError, OSError):
                     return  # idle too long: close without a word, as nginx does
                 head, _, buffer = buffer.partition(b"\r\n\r\n")
-                length = 0
+                length, chunked = 0, False
                 for line in head.split(b"\r\n")[1:]:
                     name, _, value = line.partition(b":")
                     if name.strip().lower() == b"content-length":
                         length = int(value)
+                    chunked |= name.strip().lower() == b"transfer-encoding"
+                if chunked:  # the body ends with the last chunk (no trailers sent)
+                    while b"0\r\n\r\n" not in buffer:
+                        buffer += conn.recv(65536)
+                    length = buffer.index(b"0\r\n\r\n") + 5
                 while len(buffer) < length:
                     buffer += conn.recv(65536)
                 buffer = buffer[length:]
@@ -152,8 +159,47 @@ def test_touch_4_a_connection_closed_while_the_loop_was_stopped_is_not_reused() 
     assert server.connections == 2 and len(server.heads) == 2
 
 
-def test_the_checked_connector_overrides_aiohttp_get() -> None:
+@pytest.mark.parametrize("body", ["bytes", "stream"])
+def test_touch_5_a_connection_closed_after_the_poll_is_not_written_on(
+    body: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The close lands after touch 4's poll (it says "open") and before aiohttp's
+    # body-writing task runs: nothing is written on that connection, the POST goes
+    # out once, on a new one, instead of failing as a possibly-sent request.
+    polls = [False]  # what the poll in CheckedConnector._get sees
+
+    def closed_just_after_the_poll(connection: object) -> bool:
+        return polls.pop() if polls else real_readable(connection)
+
+    real_readable = compat._readable
+    server = RecordingServer(idle_close=0.1)
+    loop = asyncio.new_event_loop()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"t"
+        yield b"wo"
+
+    try:
+        client = httpx.AsyncClient(transport=AiohttpTransport())
+        first = loop.run_until_complete(client.post(server.url, content=b"one"))
+        time.sleep(0.4)  # the server closes the idle connection meanwhile
+        monkeypatch.setattr(compat, "_readable", closed_just_after_the_poll)
+        content = b"two" if body == "bytes" else chunks()
+        second = loop.run_until_complete(client.post(server.url, content=content))
+        loop.run_until_complete(client.aclose())
+    finally:
+        loop.close()
+        server.close()
+    assert polls == []  # the connection was handed out as open
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert server.connections == 2 and len(server.heads) == 2
+
+
+def test_the_overridden_hooks_exist_in_aiohttp() -> None:
     assert "_get" in vars(compat.CheckedConnector)
     assert "_get" in vars(aiohttp.TCPConnector) or hasattr(aiohttp.BaseConnector, "_get")
-    assert {"update_headers", "GET_METHODS"} <= set(vars(compat.RawHeadersRequest))
-    assert hasattr(aiohttp.ClientRequest, "update_headers")
+    hooks = {"update_headers", "update_auto_headers", "write_bytes"}
+    assert hooks | {"GET_METHODS"} <= set(vars(compat.RawHeadersRequest))
+    assert all(callable(getattr(aiohttp.ClientRequest, name, None)) for name in hooks)
+    parameters = inspect.signature(aiohttp.ClientRequest.write_bytes).parameters
+    assert list(parameters) == ["self", "writer", "conn", "content_length"]

@@ -14,6 +14,7 @@ say about retry safety (could the request have reached the server?):
 
     aiohttp                                      httpx                sent?
     (waiting for a free connection: our gate)    PoolTimeout          no
+    (reused connection closed before the write)  none: sent again     no
     ConnectionTimeoutError (DNS, TCP, TLS)       ConnectTimeout       no
     ClientConnectorError (refused, DNS, TLS)     ConnectError         no
     ClientHttpProxyError (proxy refused CONNECT) ProxyError           no
@@ -51,11 +52,12 @@ from yarl import URL
 
 from cf._redact import redact_text, redact_url
 from cf._transports._aiohttp_compat import (
+    Attempt,
     CheckedConnector,
     RawHeadersRequest,
+    begin,
     disable_retry,
-    raw_headers,
-    reset_raw_headers,
+    end,
 )
 from cf._transports._engines import ssl_context
 
@@ -389,7 +391,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         elif isinstance(stream, httpx.AsyncByteStream):
             # aiohttp sends it chunked, or with httpx's Content-Length.
             body = _Body(stream)
-            data = body.chunks()
+            data = None  # body.chunks(), once per try (see below)
             headers = [(k, v) for k, v in headers if k.lower() != "transfer-encoding"]
         else:
             message = "Attempted to send a sync request body with an async transport."
@@ -407,25 +409,35 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 await self._wait_for_connection(gate, timeout.get("pool"), request)
             else:
                 await gate.acquire()
-        token = raw_headers(headers)
         try:
             with map_aiohttp_exceptions(request, body):
-                response = await state.session.request(
-                    request.method,
-                    aiohttp_url,
-                    data=data,
-                    allow_redirects=False,
-                    timeout=client_timeout,
-                    proxy=self._proxy_url,
-                    proxy_headers=self._proxy_headers or None,  # for CONNECT
-                    server_hostname=sni.decode() if isinstance(sni, bytes) else sni,
-                )
+                while True:
+                    attempt = Attempt(headers)
+                    token = begin(attempt)
+                    try:
+                        response = await state.session.request(
+                            request.method,
+                            aiohttp_url,
+                            data=data if body is None else body.chunks(),
+                            allow_redirects=False,
+                            timeout=client_timeout,
+                            proxy=self._proxy_url,
+                            proxy_headers=self._proxy_headers or None,  # for CONNECT
+                            server_hostname=sni.decode() if isinstance(sni, bytes) else sni,
+                        )
+                    except aiohttp.ClientError:
+                        if not attempt.unsent:
+                            raise
+                        # The server had closed the reused connection and nothing of the
+                        # request left: it goes out on another one (compat touch 5).
+                        continue
+                    finally:
+                        end(token)
+                    break
         except BaseException:
             if gate is not None:
                 gate.release()
             raise
-        finally:
-            reset_raw_headers(token)
 
         extensions = {
             "http_version": b"HTTP/1.0" if response.version == (1, 0) else b"HTTP/1.1",

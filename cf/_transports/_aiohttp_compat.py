@@ -1,7 +1,7 @@
 """Every touch of aiohttp beyond its documented API, in one place, gated on its version.
 
 The aiohttp engine sends httpx's requests byte for byte and lets cf's attempt
-loop see every attempt. aiohttp's public API cannot say three things, so this
+loop see every attempt. aiohttp's public API cannot say these things, so this
 module reaches into it, each touch tested on its own
 (`tests/test_aiohttp_compat.py`) and allowed only for the versions below:
 
@@ -21,15 +21,24 @@ module reaches into it, each touch tested on its own
    its retry budget must see every attempt.
 4. `CheckedConnector._get`: before a kept-alive connection is reused, its
    socket is polled (as httpcore and urllib3 do): a connection the server has
-   closed while idle (or that holds unexpected bytes) is dropped, not used.
+   closed while idle (or that holds unexpected bytes) is dropped, not used; one
+   handed out is remembered as reused (for touch 5).
    aiohttp only notices a close when its event loop runs in between, which a
    program driving the loop with `run_until_complete` per call never lets it do.
+5. `RawHeadersRequest.write_bytes`: a request with a body is written by a task of
+   aiohttp's own (started eagerly only on Python 3.12+), its head buffered until
+   then; the server may close the reused connection in between (a loop turn, other
+   tasks' work). Before anything is written the connection is polled again: if the
+   server has closed it, nothing is written, the request fails with `RequestNotSent`
+   and its `Attempt` says so, whatever aiohttp raises, so the engine sends it again
+   on another connection, as httpcore and urllib3 do (nothing of it left).
 """
 
 from __future__ import annotations
 
 import contextvars
 import select
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -39,14 +48,18 @@ from multidict import CIMultiDict
 __all__ = [
     "AIOHTTP_VERSION",
     "SUPPORTED",
+    "Attempt",
     "CheckedConnector",
     "RawHeadersRequest",
+    "RequestNotSent",
+    "begin",
     "disable_retry",
-    "raw_headers",
+    "end",
 ]
 
-SUPPORTED = ((3, 12, 14), (4, 0, 0))
-"""aiohttp versions these touches were written for and tested on: [low, high)."""
+SUPPORTED = ((3, 14, 3), (4, 0, 0))
+"""aiohttp versions these touches were written for and tested on: [low, high) (the low
+end is the floor run's aiohttp, constraints/floor.txt)."""
 
 
 def _version(text: str) -> tuple[int, int, int]:
@@ -63,22 +76,43 @@ AIOHTTP_VERSION = _version(aiohttp.__version__)
 
 if not SUPPORTED[0] <= AIOHTTP_VERSION < SUPPORTED[1]:  # pragma: no cover - checked by the gate
     raise ImportError(
-        f"cf's aiohttp engine needs aiohttp >= 3.12.14, < 4 (found {aiohttp.__version__}); "
+        f"cf's aiohttp engine needs aiohttp >= 3.14.3, < 4 (found {aiohttp.__version__}); "
         'install a supported aiohttp or use engine="httpx"'
     )
 
-_RAW_HEADERS: contextvars.ContextVar[list[tuple[str, str]] | None] = contextvars.ContextVar(
-    "cf_aiohttp_raw_headers", default=None
+
+class Attempt:
+    """One request the engine hands to aiohttp: its headers, sent as they are (touch 1),
+    and `unsent`, set when its reused connection turned out closed before any of it
+    was written (touch 5)."""
+
+    __slots__ = ("headers", "unsent")
+
+    def __init__(self, headers: list[tuple[str, str]]) -> None:
+        self.headers = headers
+        self.unsent = False
+
+
+class RequestNotSent(aiohttp.ClientConnectionError):
+    """The server had closed the reused connection; nothing of the request was written."""
+
+
+_ATTEMPT: contextvars.ContextVar[Attempt | None] = contextvars.ContextVar(
+    "cf_aiohttp_attempt", default=None
 )
+# Protocols of the connections `CheckedConnector` handed out again (kept alive, polled).
+_REUSED: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
-def raw_headers(headers: list[tuple[str, str]]) -> contextvars.Token[list[tuple[str, str]] | None]:
-    """Set the headers the next `RawHeadersRequest` built in this task sends as they are."""
-    return _RAW_HEADERS.set(headers)
+def begin(attempt: Attempt) -> contextvars.Token[Attempt | None]:
+    """Make `attempt` the one the next `RawHeadersRequest` built in this task sends.
+
+    aiohttp's body-writing task runs in a copy of this context: it sees the same object."""
+    return _ATTEMPT.set(attempt)
 
 
-def reset_raw_headers(token: contextvars.Token[list[tuple[str, str]] | None]) -> None:
-    _RAW_HEADERS.reset(token)
+def end(token: contextvars.Token[Attempt | None]) -> None:
+    _ATTEMPT.reset(token)
 
 
 class _AllMethods(set[str]):
@@ -89,7 +123,7 @@ class _AllMethods(set[str]):
 
 
 class RawHeadersRequest(aiohttp.ClientRequest):
-    """A `ClientRequest` whose headers are exactly the ones set by `raw_headers()`."""
+    """A `ClientRequest` whose headers are exactly its `Attempt`'s (see `begin()`)."""
 
     GET_METHODS = _AllMethods()  # touch 2
     # A body's own Content-Type is not added (httpx sets the one it means); touch 2.
@@ -99,18 +133,32 @@ class RawHeadersRequest(aiohttp.ClientRequest):
         return None  # no User-Agent, Accept or Accept-Encoding of aiohttp's own
 
     def update_headers(self, headers: Any) -> None:  # touch 1
-        raw = _RAW_HEADERS.get()
-        if raw is None:  # not sent by the engine (aiohttp's own redirects never happen)
+        attempt = _ATTEMPT.get()
+        if attempt is None:  # not sent by the engine (aiohttp's own redirects never happen)
             super().update_headers(headers)
             return
         result: CIMultiDict[str] = CIMultiDict()
-        for name, value in raw:
+        for name, value in attempt.headers:
             result.add(name, value)
         if "Host" not in result:
             host = self.url.host_port_subcomponent
             if host is not None:
                 result["Host"] = host
         self.headers = result
+
+    async def write_bytes(  # touch 5
+        self, writer: Any, conn: Any, content_length: int | None = None
+    ) -> None:
+        protocol = conn.protocol
+        if self._continue is None and protocol in _REUSED and _readable(conn):
+            # The head is still in aiohttp's buffer: nothing of the request has left.
+            attempt = _ATTEMPT.get()
+            if attempt is not None:
+                attempt.unsent = True
+            if protocol is not None:
+                protocol.set_exception(RequestNotSent("the server closed the connection"))
+            return
+        await super().write_bytes(writer, conn, content_length)
 
 
 def disable_retry(session: aiohttp.ClientSession) -> None:  # touch 3
@@ -148,6 +196,9 @@ class CheckedConnector(aiohttp.TCPConnector):
     async def _get(self, key: Any, traces: Iterable[Any]) -> Any:  # touch 4
         while True:
             connection = await super()._get(key, traces)  # type: ignore[arg-type]
-            if connection is None or not _readable(connection):
+            if connection is None:
+                return None
+            if not _readable(connection):
+                _REUSED.add(connection.protocol)
                 return connection
             connection.close()  # the server closed it while idle: never send on it
