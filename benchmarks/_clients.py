@@ -121,6 +121,31 @@ async def _aiohttp(concurrency: int) -> AsyncIterator[AsyncFetch]:
         yield fetch
 
 
+@asynccontextmanager
+async def _aiohttp_httpx_objects(concurrency: int) -> AsyncIterator[AsyncFetch]:
+    """Raw aiohttp plus the two objects any httpx-typed client builds per call (an
+    `httpx.Request` and an `httpx.Response` whose body is read through httpx): the
+    floor of such a client on aiohttp, with no client, transport or retry logic."""
+    import aiohttp
+    import httpx
+
+    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        get = session.get
+
+        async def fetch(url: str) -> int:
+            request = httpx.Request("GET", url)
+            async with get(url) as raw:
+                body = await raw.read()
+                response = httpx.Response(
+                    raw.status, headers=raw.raw_headers, stream=httpx.ByteStream(body)
+                )
+            response.request = request
+            return len(await response.aread())
+
+        yield fetch
+
+
 # Sync variants: name -> factory(concurrency) giving `fetch(url) -> body length`.
 
 
@@ -176,6 +201,7 @@ ASYNC_VARIANTS: dict[str, Callable[[int], AbstractAsyncContextManager[AsyncFetch
     "httpx_cf_aiohttp": _httpx_cf_aiohttp,
     "httpx_aiohttp": _httpx_aiohttp,
     "aiohttp": _aiohttp,
+    "aiohttp_httpx_objects": _aiohttp_httpx_objects,
 }
 SYNC_VARIANTS: dict[str, Callable[[int], AbstractContextManager[SyncFetch]]] = {
     "http": _http,

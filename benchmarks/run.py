@@ -44,6 +44,7 @@ VARIANTS: dict[str, tuple[str, str]] = {
     "httpx_cf_aiohttp": ("httpx.AsyncClient over cf AiohttpTransport", "async"),
     "httpx_aiohttp": ("httpx.AsyncClient over httpx-aiohttp", "async"),
     "aiohttp": ("aiohttp.ClientSession", "async"),
+    "aiohttp_httpx_objects": ("aiohttp.ClientSession + httpx.Request/Response", "async"),
     "http": ("HTTP pool (sync)", "sync"),
     "httpx_sync": ("httpx.Client (sync)", "sync"),
     "requests": ("requests.Session (sync)", "sync"),
@@ -53,6 +54,14 @@ RATIOS: dict[str, list[tuple[str, float, str]]] = {
     "httpaio": [
         ("aiohttp", 0.5, "HTTPAio pool / raw aiohttp (target >= 0.5, aim 0.8)"),
         ("httpx_cf_aiohttp", 0.95, "HTTPAio pool / httpx over the same engine (wrapper cost)"),
+        (
+            "aiohttp_httpx_objects",
+            0.85,
+            "HTTPAio pool / raw aiohttp + httpx's Request and Response (cf's own cost)",
+        ),
+    ],
+    "aiohttp_httpx_objects": [
+        ("aiohttp", 0.5, "raw aiohttp + httpx's Request and Response / raw aiohttp"),
     ],
     "httpaio_httpx": [
         ("httpx", 0.95, "HTTPAio on httpx transport / raw httpx.AsyncClient (wrapper cost)"),
