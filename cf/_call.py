@@ -64,8 +64,8 @@ class Call:
         "connection",
         "deadline",
         "final",
+        "headers",
         "hedge",
-        "request",
         "method",
         "on_retry",
         "passthrough",
@@ -133,7 +133,10 @@ class Call:
         self.timeout: dict[str, float | None] | None = None
         self.method = ""
         self.url: httpx.URL | None = None
-        self.request: httpx.Request | None = None  # the attempt's (for the Idempotency-Key)
+        # The attempt's headers (for the Idempotency-Key); not the request itself, which
+        # holds this call in its extensions: no reference cycle, so a call's objects go
+        # when it ends, not at the cycle collector's next pass.
+        self.headers: httpx.Headers | None = None
 
     # The clock ---------------------------------------------------------------
 
@@ -165,7 +168,7 @@ class Call:
             self.timeout = request.extensions.get("timeout") or {}
         if self.replayable is None:
             self.replayable = isinstance(request.stream, httpx.ByteStream)
-        self.request = request
+        self.headers = request.headers
         self.fit_timeouts(request)
         trace = self.trace
         if trace is not None:
@@ -237,7 +240,7 @@ class Call:
     @property
     def idempotency_key(self) -> bool:
         """Whether the request carries an `Idempotency-Key` header (makes POST retryable)."""
-        return self.request is not None and "idempotency-key" in self.request.headers
+        return self.headers is not None and "idempotency-key" in self.headers
 
     def deadline_exceeded(self, request: httpx.Request) -> DeadlineExceeded:
         """The httpx-level error of a call whose deadline ran out."""

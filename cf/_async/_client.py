@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import random as _random
 import time
+import weakref
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -571,11 +572,14 @@ def _seekable(file: Any) -> bool:
 
 
 class _Timed(httpx.AsyncByteStream):
-    """A response body that sets `response.elapsed` when closed, as httpx's client does."""
+    """A response body that sets `response.elapsed` when closed, as httpx's client does.
+
+    It holds its response weakly: the response holds it, and a reference cycle would
+    keep both (and the request) until the cycle collector's next pass."""
 
     def __init__(self, stream: Any, response: httpx.Response, started: float) -> None:
         self._stream = stream
-        self._response = response
+        self._response = weakref.ref(response)
         self._started = started
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
@@ -583,7 +587,9 @@ class _Timed(httpx.AsyncByteStream):
             yield chunk
 
     async def aclose(self) -> None:
-        self._response.elapsed = timedelta(seconds=time.perf_counter() - self._started)
+        response = self._response()
+        if response is not None:
+            response.elapsed = timedelta(seconds=time.perf_counter() - self._started)
         await self._stream.aclose()
 
 

@@ -15,6 +15,7 @@ import dataclasses
 import logging
 import random as _random
 import time
+import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import timedelta
@@ -572,11 +573,14 @@ def _seekable(file: Any) -> bool:
 
 
 class _Timed(httpx.SyncByteStream):
-    """A response body that sets `response.elapsed` when closed, as httpx's client does."""
+    """A response body that sets `response.elapsed` when closed, as httpx's client does.
+
+    It holds its response weakly: the response holds it, and a reference cycle would
+    keep both (and the request) until the cycle collector's next pass."""
 
     def __init__(self, stream: Any, response: httpx.Response, started: float) -> None:
         self._stream = stream
-        self._response = response
+        self._response = weakref.ref(response)
         self._started = started
 
     def __iter__(self) -> Iterator[bytes]:
@@ -584,7 +588,9 @@ class _Timed(httpx.SyncByteStream):
             yield chunk
 
     def close(self) -> None:
-        self._response.elapsed = timedelta(seconds=time.perf_counter() - self._started)
+        response = self._response()
+        if response is not None:
+            response.elapsed = timedelta(seconds=time.perf_counter() - self._started)
         self._stream.close()
 
 
