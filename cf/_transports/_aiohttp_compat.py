@@ -137,13 +137,21 @@ class RawHeadersRequest(aiohttp.ClientRequest):
         if attempt is None:  # not sent by the engine (aiohttp's own redirects never happen)
             super().update_headers(headers)
             return
+        # Host goes first, as h11 (httpx's own engine) writes it (RFC 9112, 3.2: a user
+        # agent SHOULD send Host first); the others in their order. httpx puts its own
+        # Host first already; one the caller gave is wherever the caller put it.
+        headers = attempt.headers
         result: CIMultiDict[str] = CIMultiDict()
-        for name, value in attempt.headers:
-            result.add(name, value)
-        if "Host" not in result:
+        for name, value in headers:
+            if name.lower() == "host":
+                result.add(name, value)
+        if not result:
             host = self.url.host_port_subcomponent
             if host is not None:
                 result["Host"] = host
+        for name, value in headers:
+            if name.lower() != "host":
+                result.add(name, value)
         self.headers = result
 
     async def write_bytes(  # touch 5

@@ -253,6 +253,14 @@ CASES: list[tuple[str, Case]] = [
         get("{a}/ok", headers={"x-both": "call", "X-Call": "1"}),
         client={"headers": {"X-Client": "c", "X-Both": "client"}},
     ),
+    # A call without a body is built without httpx's body encoding: its automatic
+    # headers (Host, Content-Length: 0) must still give way to the caller's own.
+    case("headers-host-given", get("{a}/ok", headers={"host": "other.test"})),
+    case(
+        "headers-host-given-by-client-post",
+        call("POST", "{a}/ok", headers={"X-Call": "1"}),
+        client={"headers": {"Host": "client.test"}},
+    ),
     case(
         "headers-expect-100-never-sent",
         call(
