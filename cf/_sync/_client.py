@@ -57,6 +57,7 @@ from cf._options import (
     pool_limits,
 )
 from cf._redirects import redirect_request
+from cf._requests import bodiless_request
 from cf._synchronization import Deadline
 from cf._transports._engines import (
     SYNC_ENGINES,
@@ -351,8 +352,9 @@ class HTTP:
         self, method: str, url: httpx.URL, timeout: httpx.Timeout, build: dict[str, Any]
     ) -> httpx.Request:
         """`httpx_client.build_request(...)`, without its merging work when there is
-        nothing to merge (no params or cookies on the client or the call): the same
-        request, as the parity suite checks."""
+        nothing to merge (no params or cookies on the client or the call), and without
+        its body encoding when there is no body: the same request, as the parity suite
+        checks."""
         client = self._client
         if "params" in build or "cookies" in build or client.params or client.cookies:
             return client.build_request(method, url, timeout=timeout, **build)
@@ -365,6 +367,8 @@ class HTTP:
         }
         if "extensions" in build:
             extensions = {**extensions, **build.pop("extensions")}
+        if not build:  # no body either: what httpx builds, without its body encoding
+            return bodiless_request(method, url, headers, extensions)
         return httpx.Request(method, url, headers=headers, extensions=extensions, **build)
 
     def _target(self, url: httpx.URL | str, options: Mapping[str, Any]) -> httpx.URL:
