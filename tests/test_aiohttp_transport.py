@@ -30,7 +30,7 @@ from yarl import URL
 
 import cf._transports
 from cf._transports import AiohttpTransport
-from cf._transports._aiohttp import map_aiohttp_exceptions
+from cf._transports._aiohttp import _NetworkStream, map_aiohttp_exceptions
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -205,6 +205,25 @@ async def test_headers_go_out_as_httpx_built_them(web_url: str) -> None:
     names = [k.lower() for k, _ in sent]
     assert names.count("user-agent") == 1 and names.count("accept-encoding") == 1
     assert sent[0] == ("Host", "example.test")
+
+
+async def test_header_plans_are_kept_but_never_with_credentials(web_url: str) -> None:
+    # What the engine makes of a request's headers is kept by their bytes: a second
+    # request with the same headers goes the same way (aiohttp, or httpx's own
+    # transport for headers aiohttp cannot send as they are); credentials are not kept.
+    transport = AiohttpTransport()
+    async with httpx.AsyncClient(transport=transport) as c:
+        for _ in range(2):
+            r = await c.get(f"{web_url}/echo", headers={"X-Bin": b"caf\xe9"})
+            assert r.status_code == 200
+            assert not isinstance(r.extensions["network_stream"], _NetworkStream)
+            r = await c.get(f"{web_url}/echo", headers={"X-A": "1"})
+            assert ["X-A", "1"] in r.json()["headers"]
+            assert isinstance(r.extensions["network_stream"], _NetworkStream)
+            r = await c.get(f"{web_url}/echo", headers={"Authorization": "Bearer t0ken"})
+            assert ["Authorization", "Bearer t0ken"] in r.json()["headers"]
+    assert len(transport._headers) == 2
+    assert b"t0ken" not in repr(transport._headers).encode()
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE", "OPTIONS"])

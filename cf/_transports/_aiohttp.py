@@ -41,7 +41,7 @@ import base64
 import errno
 import os
 import ssl
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from types import TracebackType
 from typing import Any
 
@@ -66,6 +66,9 @@ __all__ = ["AiohttpTransport", "map_aiohttp_exceptions"]
 _DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 _NO_TIMEOUT: dict[str, float | None] = {}
 _MAX_CACHED = 256
+# A request's headers as aiohttp sends them, and whether aiohttp can send them as they are.
+_HeaderPlan = tuple[list[tuple[str, str]], bool]
+_CREDENTIALS = frozenset({b"authorization", b"proxy-authorization", b"cookie"})
 # httpx (h11) accepts up to 100 KiB of response head; aiohttp's default is 8 KiB a line.
 _MAX_HEADER_BYTES = 100 * 1024
 _PRELOAD = "cf.preload"
@@ -213,7 +216,7 @@ def _reset(exc: BaseException) -> bool:
     return False
 
 
-def _header_text(raw: list[tuple[bytes, bytes]]) -> list[tuple[str, str]] | None:
+def _header_text(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]] | None:
     """httpx's header bytes as aiohttp sends them (UTF-8); None when they are not UTF-8."""
     try:
         return [(k.decode(), v.decode()) for k, v in raw]
@@ -361,10 +364,15 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._fallback: httpx.AsyncHTTPTransport | None = None
         self._timeouts: dict[tuple[float | None, float | None], aiohttp.ClientTimeout] = {}
         self._urls: dict[str, URL] = {}
+        self._headers: dict[tuple[tuple[bytes, bytes], ...], _HeaderPlan] = {}
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        headers = _header_text(request.headers.raw)
-        if headers is None or _expects_continue(headers):
+        raw = tuple(request.headers.raw)
+        plan = self._headers.get(raw)
+        if plan is None:
+            plan = self._header_plan(raw)
+        headers, sendable = plan
+        if not sendable:
             return await self._fallback_transport().handle_async_request(request)
 
         state = self._state
@@ -566,6 +574,20 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             raise httpx.UnsupportedProtocol(redact_text(str(exc)), request=request) from None
         self._urls[url_key] = aiohttp_url
         return aiohttp_url
+
+    def _header_plan(self, raw: tuple[tuple[bytes, bytes], ...]) -> _HeaderPlan:
+        """The request's headers as aiohttp sends them, and whether aiohttp can send
+        them as httpx built them (UTF-8 text, no `Expect: 100-continue`); kept by the
+        headers' bytes (most calls send the same headers again), unless they carry
+        credentials, which are never kept beyond their request."""
+        text = _header_text(raw)
+        sendable = text is not None and not _expects_continue(text)
+        plan = (text or [], sendable)
+        if not any(name.lower() in _CREDENTIALS for name, _ in raw):
+            if len(self._headers) >= _MAX_CACHED:  # per-call trace ids: many distinct
+                self._headers.clear()
+            self._headers[raw] = plan
+        return plan
 
     async def _wait_for_connection(
         self, gate: asyncio.Semaphore, timeout: float | None, request: httpx.Request
