@@ -1,4 +1,4 @@
-"""`bodiless_request` builds what `httpx.Request(method, url, headers=...)` builds."""
+"""`BodilessRequests.build` builds what `httpx.Request(method, url, headers=...)` builds."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cf._requests import bodiless_request
+from cf._requests import BodilessRequests
 
 _NAMES = st.sampled_from(
     ["Host", "host", "Content-Length", "content-length", "Transfer-Encoding", "X-A", "x-a"]
@@ -51,18 +51,38 @@ def _state(request: httpx.Request) -> dict[str, Any]:
 def test_same_as_httpx(method: str, url: str, headers: list[tuple[str, Any]]) -> None:
     given_headers = httpx.Headers(headers)
     extensions = {"timeout": {"connect": 1.0}, "x": object()}
-    ours = bodiless_request(method, httpx.URL(url), given_headers, extensions)
+    builder = BodilessRequests()
     theirs = httpx.Request(method, httpx.URL(url), headers=given_headers, extensions=extensions)
-    assert _state(ours) == _state(theirs)
-    assert ours.extensions is not extensions  # a copy, as httpx's
-    assert ours.headers is not given_headers
-    assert given_headers.raw == httpx.Headers(headers).raw  # the caller's left as it was
+    for _ in range(2):  # built, then from what was kept
+        ours = builder.build(method, httpx.URL(url), given_headers, extensions)
+        assert _state(ours) == _state(theirs)
+        assert ours.extensions is not extensions  # a copy, as httpx's
+        assert ours.headers is not given_headers
+        assert given_headers.raw == httpx.Headers(headers).raw  # the caller's left as it was
+        ours.headers["X-Later"] = "changed"  # as a trace header or a token is added later
 
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_the_request_can_be_sent_twice(method: str) -> None:
     # As httpx's: its body is in memory (a retry, a redirect replays it).
-    request = bodiless_request(method, httpx.URL("http://a.example/"), httpx.Headers(), {})
+    request = BodilessRequests().build(method, httpx.URL("http://a.example/"), httpx.Headers(), {})
     assert isinstance(request.stream, httpx.ByteStream)
     assert list(request.stream) == list(request.stream) == [b""]
     assert request.headers.raw[0] == (b"Host", b"a.example")
+
+
+def test_kept_per_origin_and_headers_but_never_credentials() -> None:
+    builder = BodilessRequests()
+    build = builder.build
+    a, b = httpx.URL("http://a.example/x"), httpx.URL("http://b.example:8080/y")
+    assert build("GET", a, httpx.Headers({"X": "1"}), {}).headers.raw[0] == (b"Host", b"a.example")
+    assert build("GET", b, httpx.Headers({"X": "1"}), {}).headers["Host"] == "b.example:8080"
+    post = build("POST", a, httpx.Headers({"X": "1"}), {})
+    assert post.headers["Content-Length"] == "0"
+    assert build("GET", a, httpx.Headers({"X": "2"}), {}).headers["X"] == "2"
+    assert len(builder._headers) == 4
+    for secret in ("Authorization", "proxy-authorization", "Cookie"):
+        request = build("GET", a, httpx.Headers({secret: "s3cr3t"}), {})
+        assert request.headers[secret] == "s3cr3t"
+    assert len(builder._headers) == 4
+    assert "s3cr3t" not in repr(builder._headers)

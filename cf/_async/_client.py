@@ -56,7 +56,7 @@ from cf._options import (
     pool_limits,
 )
 from cf._redirects import redirect_request
-from cf._requests import bodiless_request
+from cf._requests import BodilessRequests
 from cf._synchronization import AsyncDeadline
 from cf._transports._engines import (
     ASYNC_ENGINES,
@@ -131,6 +131,7 @@ class HTTPAio:
         self._timeout = check_timeout(get("timeout", DEFAULT_TIMEOUT))
         self._timeout_dict = self._timeout.as_dict()
         self._urls: dict[str, httpx.URL] = {}
+        self._bodiless = BodilessRequests()
         httpx_options: dict[str, Any] = {k: options[k] for k in _HTTPX_OPTIONS if k in options}  # type: ignore[literal-required]
         if "headers" in httpx_options:
             httpx_options["headers"] = check_headers(httpx_options["headers"])
@@ -367,7 +368,7 @@ class HTTPAio:
         if "extensions" in build:
             extensions = {**extensions, **build.pop("extensions")}
         if not build:  # no body either: what httpx builds, without its body encoding
-            return bodiless_request(method, url, headers, extensions)
+            return self._bodiless.build(method, url, headers, extensions)
         return httpx.Request(method, url, headers=headers, extensions=extensions, **build)
 
     def _target(self, url: httpx.URL | str, options: Mapping[str, Any]) -> httpx.URL:

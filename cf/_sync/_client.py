@@ -57,7 +57,7 @@ from cf._options import (
     pool_limits,
 )
 from cf._redirects import redirect_request
-from cf._requests import bodiless_request
+from cf._requests import BodilessRequests
 from cf._synchronization import Deadline
 from cf._transports._engines import (
     SYNC_ENGINES,
@@ -132,6 +132,7 @@ class HTTP:
         self._timeout = check_timeout(get("timeout", DEFAULT_TIMEOUT))
         self._timeout_dict = self._timeout.as_dict()
         self._urls: dict[str, httpx.URL] = {}
+        self._bodiless = BodilessRequests()
         httpx_options: dict[str, Any] = {k: options[k] for k in _HTTPX_OPTIONS if k in options}  # type: ignore[literal-required]
         if "headers" in httpx_options:
             httpx_options["headers"] = check_headers(httpx_options["headers"])
@@ -368,7 +369,7 @@ class HTTP:
         if "extensions" in build:
             extensions = {**extensions, **build.pop("extensions")}
         if not build:  # no body either: what httpx builds, without its body encoding
-            return bodiless_request(method, url, headers, extensions)
+            return self._bodiless.build(method, url, headers, extensions)
         return httpx.Request(method, url, headers=headers, extensions=extensions, **build)
 
     def _target(self, url: httpx.URL | str, options: Mapping[str, Any]) -> httpx.URL:
