@@ -207,6 +207,22 @@ async def test_headers_go_out_as_httpx_built_them(web_url: str) -> None:
     assert sent[0] == ("Host", "example.test")
 
 
+async def test_a_request_without_host_gets_one_first(web_url: str) -> None:
+    # Built with stream=, httpx adds no header of its own; the engine adds Host, first,
+    # as h11 (which refuses an HTTP/1.1 request without one) would need it.
+    url = httpx.URL(f"{web_url}/echo")
+    request = httpx.Request("GET", url, headers={"X-A": "1"}, stream=httpx.ByteStream(b""))
+    assert "Host" not in request.headers
+    transport = AiohttpTransport()
+    try:
+        response = await transport.handle_async_request(request)
+        await response.aread()
+    finally:
+        await transport.aclose()
+    sent = [tuple(h) for h in json.loads(response.content)["headers"]]
+    assert sent == [("Host", url.netloc.decode()), ("X-A", "1")]
+
+
 async def test_header_plans_are_kept_but_never_with_credentials(web_url: str) -> None:
     # What the engine makes of a request's headers is kept by their bytes: a second
     # request with the same headers goes the same way (aiohttp, or httpx's own

@@ -141,17 +141,18 @@ class RawHeadersRequest(aiohttp.ClientRequest):
         # agent SHOULD send Host first); the others in their order. httpx puts its own
         # Host first already; one the caller gave is wherever the caller put it.
         headers = attempt.headers
-        result: CIMultiDict[str] = CIMultiDict()
-        for name, value in headers:
-            if name.lower() == "host":
-                result.add(name, value)
-        if not result:
+        result: CIMultiDict[str] = CIMultiDict(headers)
+        hosts = len(result.getall("Host", ()))
+        if hosts == 1 and headers[0][0].lower() == "host":
+            self.headers = result  # as httpx builds them
+            return
+        first: list[tuple[str, str]] = [(k, v) for k, v in headers if k.lower() == "host"]
+        if not first:
             host = self.url.host_port_subcomponent
             if host is not None:
-                result["Host"] = host
-        for name, value in headers:
-            if name.lower() != "host":
-                result.add(name, value)
+                first.append(("Host", host))
+        result = CIMultiDict(first)
+        result.extend([(k, v) for k, v in headers if k.lower() != "host"])
         self.headers = result
 
     async def write_bytes(  # touch 5
