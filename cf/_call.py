@@ -156,12 +156,13 @@ class Call:
     def begin_attempt(self, request: httpx.Request) -> None:
         """Before each attempt: count it, fit its timeouts into the deadline, and give it
         a fresh trace parent id."""
+        now = self.clock()
         if self.started is None:
-            self.started = self.clock()
+            self.started = now
         if self.attempts == 0 and self.budget is not None:
             self.budget.deposit()
         self.attempts += 1
-        self.attempt_started = self.clock()
+        self.attempt_started = now
         self.method = request.method
         self.url = request.url
         if self.timeout is None:
@@ -169,7 +170,8 @@ class Call:
         if self.replayable is None:
             self.replayable = isinstance(request.stream, httpx.ByteStream)
         self.headers = request.headers
-        self.fit_timeouts(request)
+        if self.deadline is not None:
+            self.fit_timeouts(request)
         trace = self.trace
         if trace is not None:
             child = trace.child()

@@ -430,12 +430,13 @@ class RetryTransport(httpx.BaseTransport):
             response.request = request
             for hook in settings.response_hooks:
                 hook(response)
-        status = response.status_code
-        good = status in call.passthrough or not _failed(call.policy, status, response)
-        if permit is not None and circuits is not None:
-            circuits.record(permit, good)
-        if good and origin:
-            settings.latencies.add(origin, settings.clock() - started)
+        if circuits is not None or origin:  # a circuit to tell, or latencies for hedging
+            status = response.status_code
+            good = status in call.passthrough or not _failed(call.policy, status, response)
+            if permit is not None and circuits is not None:
+                circuits.record(permit, good)
+            if good:
+                settings.latencies.add(origin, settings.clock() - started)
         return response
 
     def _hedged(
