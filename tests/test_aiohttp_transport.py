@@ -787,6 +787,34 @@ def test_created_outside_a_loop_and_used_in_two_loops() -> None:
         assert server.connections == 2 and server.active == 0
 
 
+def test_a_loop_running_in_another_thread_keeps_its_own_session() -> None:
+    # The first loop still runs (in its thread) when a second loop, in this thread,
+    # sends through the same transport: the second gets a session of its own.
+    with threaded_server() as server:
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        transport = AiohttpTransport()
+
+        async def get() -> tuple[bytes, asyncio.AbstractEventLoop]:
+            response = await transport.handle_async_request(httpx.Request("GET", url))
+            try:
+                return await response.aread(), asyncio.get_running_loop()
+            finally:
+                await response.aclose()
+
+        other = asyncio.new_event_loop()
+        thread = threading.Thread(target=other.run_forever, daemon=True)
+        thread.start()
+        try:
+            body, loop = asyncio.run_coroutine_threadsafe(get(), other).result(10)
+            assert (body, loop) == (b"ok", other)
+            body, loop = asyncio.run(asyncio.wait_for(get(), 10))
+            assert body == b"ok" and loop is not other
+        finally:
+            other.call_soon_threadsafe(other.stop)
+            thread.join(10)
+            other.close()
+
+
 def test_loop_closed_without_shutdown_then_another_loop() -> None:
     with threaded_server() as server:
         url = f"http://127.0.0.1:{server.server_address[1]}/"

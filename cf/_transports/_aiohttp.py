@@ -41,6 +41,7 @@ import base64
 import errno
 import os
 import ssl
+import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from types import TracebackType
 from typing import Any
@@ -288,7 +289,7 @@ async def _close_at_loop_end(session: aiohttp.ClientSession) -> AsyncGenerator[N
 class _LoopState:
     """The aiohttp session of one event loop, and the gate bounding its connections."""
 
-    __slots__ = ("loop", "session", "closer", "gate")
+    __slots__ = ("loop", "thread", "session", "closer", "gate")
 
     def __init__(
         self,
@@ -298,9 +299,19 @@ class _LoopState:
         gate: asyncio.Semaphore | None,
     ) -> None:
         self.loop = loop
+        self.thread = threading.get_ident()
         self.session = session
         self.closer = closer
         self.gate = gate
+
+    def current(self) -> bool:
+        """Whether this state's loop is the running one. A thread runs one loop at a
+        time, so a loop running in the thread that made this state is; only otherwise
+        is `asyncio.get_running_loop()` asked (on Python 3.11 it makes a getpid()
+        system call each time)."""
+        if self.thread == threading.get_ident() and self.loop.is_running():
+            return True
+        return self.loop is asyncio.get_running_loop()
 
     def retire(self) -> None:
         """Let go of a session from another loop, which cannot be awaited from here.
@@ -376,7 +387,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             return await self._fallback_transport().handle_async_request(request)
 
         state = self._state
-        if state is None or state.loop is not asyncio.get_running_loop():
+        if state is None or not state.current():
             state = await self._open()
 
         timeout = request.extensions.get("timeout", _NO_TIMEOUT)
