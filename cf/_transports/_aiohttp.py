@@ -428,6 +428,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 await self._wait_for_connection(gate, timeout.get("pool"), request)
             else:
                 await gate.acquire()
+        preload = request.extensions.get(_PRELOAD)
+        content: bytes | None = None
         try:
             with map_aiohttp_exceptions(request, body):
                 while True:
@@ -453,49 +455,38 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                     finally:
                         end(token)
                     break
+                connection = response.connection  # gone once the body is read
+                network_stream = _NetworkStream(connection.transport if connection else None)
+                if preload:
+                    # The caller reads the whole body anyway: one read() beats a chunk loop.
+                    try:
+                        content = await response.read()
+                    except BaseException:
+                        response.close()
+                        raise
         except BaseException:
             if gate is not None:
                 gate.release()
             raise
 
-        extensions = {
-            "http_version": b"HTTP/1.0" if response.version == (1, 0) else b"HTTP/1.1",
-            "reason_phrase": (response.reason or "").encode("latin-1", "replace"),
-            "network_stream": _NetworkStream(
-                response.connection.transport if response.connection else None
-            ),
-        }
-        content: httpx.AsyncByteStream
-        if request.extensions.get(_PRELOAD):
-            # The caller reads the whole body anyway: one read() beats a chunk loop.
-            content = await self._read_body(response, request, gate)
+        received: httpx.AsyncByteStream
+        if content is not None:
+            response.release()  # back to the pool
+            if gate is not None:
+                gate.release()
+            received = httpx.ByteStream(content)
         else:
-            content = _ResponseStream(response, request, gate)
+            received = _ResponseStream(response, request, gate)
         return httpx.Response(
             response.status,
             headers=response.raw_headers,
-            stream=content,
-            extensions=extensions,
+            stream=received,
+            extensions={
+                "http_version": b"HTTP/1.0" if response.version == (1, 0) else b"HTTP/1.1",
+                "reason_phrase": (response.reason or "").encode("latin-1", "replace"),
+                "network_stream": network_stream,
+            },
         )
-
-    @staticmethod
-    async def _read_body(
-        response: aiohttp.ClientResponse,
-        request: httpx.Request,
-        gate: asyncio.Semaphore | None,
-    ) -> httpx.ByteStream:
-        """The whole body, the connection released: for calls that read it all."""
-        try:
-            with map_aiohttp_exceptions(request):
-                body = await response.read()
-        except BaseException:
-            response.close()
-            raise
-        finally:
-            if gate is not None:
-                gate.release()
-        response.release()
-        return httpx.ByteStream(body)
 
     async def aclose(self) -> None:
         state, self._state = self._state, None
