@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -71,3 +72,23 @@ def test_resilience_benchmark_runs() -> None:
     assert done.returncode == 0, done.stderr
     for heading in ("## Outage", "Recovery:", "## Tail", "## OpenTelemetry"):
         assert heading in done.stdout, heading
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_instruction_count_runs() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(RUN.parent / "instructions.py"),
+            "--server=python",
+            "--variants=aiohttp",
+            "--concurrency=2",
+            "--requests=10,30",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "| client | instructions per request | raw aiohttp / this |" in done.stdout
+    assert "| aiohttp |" in done.stdout
