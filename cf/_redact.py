@@ -57,6 +57,7 @@ import httpx
 
 __all__ = [
     "REDACTED",
+    "has_secret_header",
     "is_secret_name",
     "redact_exception_chain",
     "redact_headers",
@@ -133,6 +134,12 @@ def is_secret_name(name: str) -> bool:
         or any(s in flat for s in _SECRET_SUBSTRINGS)
         or any(w.endswith(_SECRET_SUFFIXES) for w in words)
     )
+
+
+def has_secret_header(raw: Iterable[tuple[bytes, bytes]]) -> bool:
+    """True when any of these (name, value) header bytes is named as a secret: what a
+    cache of headers must not keep."""
+    return any(is_secret_name(name.decode("latin-1")) for name, _ in raw)
 
 
 def _keeps_scheme(name: str) -> bool:

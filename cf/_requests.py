@@ -4,8 +4,10 @@ Used by the clients for a call with no body, no params and no cookies to merge (
 common GET): the same request, built without httpx's body encoding, which for no body
 only adds httpx's automatic headers (`Host` first, then `Content-Length: 0` for POST,
 PUT and PATCH) in front of the caller's. Those headers are kept per origin and headers
-sent, as most calls send the same again. Only httpx's public API: the `stream=`
-argument, then `read()`, as httpx itself does for a body given in memory.
+sent, as most calls send the same again, unless one of them is named as a secret
+(`cf._redact.is_secret_name`: Authorization, Cookie, X-Api-Key, ...). Only httpx's
+public API: the `stream=` argument, then `read()`, as httpx itself does for a body
+given in memory.
 `tests/test_requests.py` checks it against httpx's own for any method and headers,
 and the parity suite the requests on the wire. Pure: no I/O.
 """
@@ -16,17 +18,18 @@ from typing import Any
 
 import httpx
 
+from cf._redact import has_secret_header
+
 __all__ = ["BodilessRequests"]
 
 _CONTENT_LENGTH_ZERO = (b"Content-Length", b"0")
 _SENDS_LENGTH = frozenset({"POST", "PUT", "PATCH"})
-_CREDENTIALS = frozenset({b"authorization", b"proxy-authorization", b"cookie"})
 _MAX_CACHED = 256
 
 
 class BodilessRequests:
-    """Builds requests without a body (one per client; not shared between threads
-    that also clear it: a lost entry is only built again)."""
+    """Builds requests without a body, one builder per client (threads may share it:
+    a race loses at most a kept entry, which is then built again)."""
 
     __slots__ = ("_headers",)
 
@@ -45,7 +48,7 @@ class BodilessRequests:
         prepared = self._headers.get(key)
         if prepared is None:
             prepared = _prepare(key[0], url, headers)
-            if not any(name.lower() in _CREDENTIALS for name, _ in raw):
+            if not has_secret_header(raw):  # secrets are never kept
                 if len(self._headers) >= _MAX_CACHED:
                     self._headers.clear()
                 self._headers[key] = prepared

@@ -35,6 +35,7 @@ def _no_registered_secrets() -> Iterator[None]:
 def test_exported_names() -> None:
     assert cf._redact.__all__ == [
         "REDACTED",
+        "has_secret_header",
         "is_secret_name",
         "redact_exception_chain",
         "redact_headers",
@@ -42,6 +43,21 @@ def test_exported_names() -> None:
         "redact_url",
         "register_secret",
     ]
+
+
+def test_has_secret_header() -> None:
+    from cf._redact import has_secret_header
+
+    assert not has_secret_header([])
+    assert not has_secret_header([(b"Accept", b"*/*"), (b"X-Trace", b"abc")])
+    for name in (
+        b"Authorization",
+        b"cookie",
+        b"X-Api-Key",
+        b"Proxy-Authorization",
+        b"x-\xe9-token",
+    ):
+        assert has_secret_header([(b"Accept", b"*/*"), (name, b"v")]), name
 
 
 # --- redact_url ----------------------------------------------------------------------------

@@ -51,7 +51,7 @@ import httpx
 from aiohttp import hdrs
 from yarl import URL
 
-from cf._redact import redact_text, redact_url
+from cf._redact import has_secret_header, redact_text, redact_url
 from cf._transports._aiohttp_compat import (
     Attempt,
     CheckedConnector,
@@ -69,7 +69,6 @@ _NO_TIMEOUT: dict[str, float | None] = {}
 _MAX_CACHED = 256
 # A request's headers as aiohttp sends them, and whether aiohttp can send them as they are.
 _HeaderPlan = tuple[list[tuple[str, str]], bool]
-_CREDENTIALS = frozenset({b"authorization", b"proxy-authorization", b"cookie"})
 # httpx (h11) accepts up to 100 KiB of response head; aiohttp's default is 8 KiB a line.
 _MAX_HEADER_BYTES = 100 * 1024
 _PRELOAD = "cf.preload"
@@ -580,12 +579,13 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     def _header_plan(self, raw: tuple[tuple[bytes, bytes], ...]) -> _HeaderPlan:
         """The request's headers as aiohttp sends them, and whether aiohttp can send
         them as httpx built them (UTF-8 text, no `Expect: 100-continue`); kept by the
-        headers' bytes (most calls send the same headers again), unless they carry
-        credentials, which are never kept beyond their request."""
+        headers' bytes (most calls send the same headers again), unless one is named
+        as a secret (`cf._redact.is_secret_name`): those are never kept beyond their
+        request."""
         text = _header_text(raw)
         sendable = text is not None and not _expects_continue(text)
         plan = (text or [], sendable)
-        if not any(name.lower() in _CREDENTIALS for name, _ in raw):
+        if not has_secret_header(raw):
             if len(self._headers) >= _MAX_CACHED:  # per-call trace ids: many distinct
                 self._headers.clear()
             self._headers[raw] = plan
