@@ -802,15 +802,28 @@ def test_a_loop_running_in_another_thread_keeps_its_own_session() -> None:
             finally:
                 await response.aclose()
 
+        async def first_session_closed(session: aiohttp.ClientSession) -> bool:
+            # Retired when the second loop took over, it is closed in its own loop.
+            for _ in range(500):
+                if session.closed:
+                    return True
+                await asyncio.sleep(0.01)
+            return False
+
         other = asyncio.new_event_loop()
         thread = threading.Thread(target=other.run_forever, daemon=True)
         thread.start()
         try:
             body, loop = asyncio.run_coroutine_threadsafe(get(), other).result(10)
             assert (body, loop) == (b"ok", other)
+            assert transport._state is not None
+            first = transport._state.session
             body, loop = asyncio.run(asyncio.wait_for(get(), 10))
             assert body == b"ok" and loop is not other
+            closing = asyncio.run_coroutine_threadsafe(first_session_closed(first), other)
+            assert closing.result(10)
         finally:
+            asyncio.run_coroutine_threadsafe(other.shutdown_asyncgens(), other).result(10)
             other.call_soon_threadsafe(other.stop)
             thread.join(10)
             other.close()
