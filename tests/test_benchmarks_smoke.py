@@ -15,25 +15,26 @@ RUN = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
 pytestmark = pytest.mark.timeout(120)
 
 
-def test_benchmark_quick_run_prints_the_table() -> None:
+def _run(script: Path, *args: str) -> str:
+    """Run a benchmark script; its output (it must succeed)."""
     done = subprocess.run(
-        [
-            sys.executable,
-            str(RUN),
-            "--quick",
-            "--server=python",
-            "--requests=20",
-            "--rounds=1",
-            "--sections=table,outage,import",
-            "--outage-calls=200",
-            "--import-runs=1",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=110,
+        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=110
     )
     assert done.returncode == 0, done.stderr
-    out = done.stdout
+    return done.stdout
+
+
+def test_benchmark_quick_run_prints_the_table() -> None:
+    out = _run(
+        RUN,
+        "--quick",
+        "--server=python",
+        "--requests=20",
+        "--rounds=1",
+        "--sections=table,outage,import",
+        "--outage-calls=200",
+        "--import-runs=1",
+    )
     assert "Server: python at http://127.0.0.1:" in out
     assert "| body | in flight | client | median req/s |" in out
     for label in (
@@ -55,40 +56,26 @@ def test_benchmark_quick_run_prints_the_table() -> None:
 
 def test_resilience_benchmark_runs() -> None:
     script = RUN.parent / "resilience.py"
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(script),
-            "--calls=300",
-            "--in-flight=20",
-            "--tail-calls=200",
-            "--otel-calls=50",
-            "--otel-rounds=1",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=110,
+    out = _run(
+        script,
+        "--calls=300",
+        "--in-flight=20",
+        "--tail-calls=200",
+        "--otel-calls=50",
+        "--otel-rounds=1",
     )
-    assert done.returncode == 0, done.stderr
     for heading in ("## Outage", "Recovery:", "## Tail", "## OpenTelemetry"):
-        assert heading in done.stdout, heading
+        assert heading in out, heading
 
 
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
 def test_instruction_count_runs() -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(RUN.parent / "instructions.py"),
-            "--server=python",
-            "--variants=aiohttp",
-            "--concurrency=2",
-            "--requests=10,30",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=110,
+    out = _run(
+        RUN.parent / "instructions.py",
+        "--server=python",
+        "--variants=aiohttp",
+        "--concurrency=2",
+        "--requests=10,30",
     )
-    assert done.returncode == 0, done.stderr
-    assert "| client | instructions per request | raw aiohttp / this |" in done.stdout
-    assert "| aiohttp |" in done.stdout
+    assert "| client | instructions per request | raw aiohttp / this |" in out
+    assert "| aiohttp |" in out
